@@ -1,0 +1,44 @@
+"""asyncfeeds: asyncio-native activity feeds on memory, Redis or Cassandra, fanned out by arq."""
+
+from .activity import Activity, AggregatedActivity, NotificationActivity
+from .aggregators import BaseAggregator, NotificationAggregator, RecentVerbAggregator
+from .config import aclose, configure
+from .exceptions import (
+    ActivityNotFoundError,
+    AsyncFeedsError,
+    DuplicateActivityError,
+    SerializationError,
+    StorageUnavailableError,
+)
+from .feeds.aggregated import AggregatedFeed
+from .feeds.base import Feed
+from .feeds.memory import MemoryAggregatedFeed, MemoryFeed, MemoryNotificationFeed
+from .feeds.notification import NotificationFeed
+from .provision import setup
+from .verbs import Verb, get_verb_by_id, register_verb
+
+__all__ = [
+    "Activity",
+    "ActivityNotFoundError",
+    "AggregatedActivity",
+    "AggregatedFeed",
+    "AsyncFeedsError",
+    "BaseAggregator",
+    "DuplicateActivityError",
+    "Feed",
+    "MemoryAggregatedFeed",
+    "MemoryFeed",
+    "MemoryNotificationFeed",
+    "NotificationActivity",
+    "NotificationAggregator",
+    "NotificationFeed",
+    "RecentVerbAggregator",
+    "SerializationError",
+    "StorageUnavailableError",
+    "Verb",
+    "aclose",
+    "configure",
+    "get_verb_by_id",
+    "register_verb",
+    "setup",
+]

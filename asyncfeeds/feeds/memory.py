@@ -1,0 +1,40 @@
+"""Feeds on the embedded memory backend: one process, no server."""
+
+from __future__ import annotations
+
+from ..storage.base import ActivityStorage, GroupStorage, TimelineStorage
+from ..storage.memory import MemoryActivityStorage, MemoryGroupStorage, MemoryTimelineStorage
+from .aggregated import AggregatedFeed
+from .base import Feed
+from .notification import NotificationFeed
+
+_timelines = MemoryTimelineStorage()
+_groups = MemoryGroupStorage()
+
+
+class _MemoryBinding:
+    """Binds a feed class to the in-process storages."""
+
+    @classmethod
+    def get_timeline_storage(cls) -> TimelineStorage:
+        return _timelines
+
+    @classmethod
+    def get_group_storage(cls) -> GroupStorage:
+        return _groups
+
+    @classmethod
+    def get_activity_storage(cls) -> ActivityStorage:
+        return MemoryActivityStorage(cls.activity_key_prefix)  # type: ignore[attr-defined]
+
+
+class MemoryFeed(_MemoryBinding, Feed):
+    """A flat feed held in process memory."""
+
+
+class MemoryAggregatedFeed(_MemoryBinding, AggregatedFeed):
+    """An aggregated feed held in process memory."""
+
+
+class MemoryNotificationFeed(_MemoryBinding, NotificationFeed):
+    """A notification feed held in process memory."""

@@ -1,0 +1,72 @@
+"""``NotificationFeed``: an aggregated feed that tracks which groups are unseen and unread."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, ClassVar
+
+from ..activity import AggregatedActivity, NotificationActivity
+from ..aggregators import BaseAggregator, NotificationAggregator
+from ..storage.base import Counts
+from .aggregated import AggregatedFeed
+
+
+class NotificationFeed(AggregatedFeed):
+    """New and changed groups are unseen and unread until marked."""
+
+    aggregator_class: ClassVar[type[BaseAggregator]] = NotificationAggregator
+    aggregated_activity_class: ClassVar[type[AggregatedActivity]] = NotificationActivity
+    max_length: ClassVar[int] = 99
+    key_format: ClassVar[str] = "notification:{user_id}"
+    tracks_markers: ClassVar[bool] = True
+
+    async def get_slice(self, start: int, stop: int | None) -> list[Any]:
+        """Groups at positions ``start:stop`` with ``is_seen`` and ``is_read`` filled in."""
+        groups: list[NotificationActivity] = await super().get_slice(start, stop)
+        if groups:
+            states = await self.get_group_storage().marker_state(
+                self.key, [g.aggregated_id for g in groups]
+            )
+            for group, (seen, read) in zip(groups, states, strict=True):
+                group.is_seen = seen
+                group.is_read = read
+        return groups
+
+    async def count_unseen(self) -> int:
+        """How many groups are unseen."""
+        return (await self.get_group_storage().marker_counts(self.key))["unseen_count"]
+
+    async def count_unread(self) -> int:
+        """How many groups are unread."""
+        return (await self.get_group_storage().marker_counts(self.key))["unread_count"]
+
+    async def mark_activity(self, aggregated_id: str, seen: bool = True, read: bool = False) -> None:
+        """Mark one group; ``False`` leaves that state as it is."""
+        await self.mark_activities([aggregated_id], seen=seen, read=read)
+
+    async def mark_activities(
+        self, aggregated_ids: Iterable[str | AggregatedActivity], seen: bool = True, read: bool = False
+    ) -> None:
+        """Mark several groups; ``False`` leaves that state as it is."""
+        if isinstance(aggregated_ids, str | AggregatedActivity):
+            raise TypeError("mark_activities takes an iterable of aggregated ids")
+        ids = [_aggregated_id(i) for i in aggregated_ids]
+        if ids and (seen or read):
+            await self.get_group_storage().mark(self.key, ids, seen=seen, read=read)
+
+    async def mark_all(self, seen: bool = True, read: bool = False) -> None:
+        """Mark every group; ``False`` leaves that state as it is."""
+        if seen or read:
+            await self.get_group_storage().mark(self.key, None, seen=seen, read=read)
+
+    def subscribe(self) -> AsyncIterator[Counts]:
+        """``{"unseen_count": n, "unread_count": m}`` after each change of this feed."""
+        return self.get_group_storage().subscribe(self.key)
+
+
+def _aggregated_id(value: str | AggregatedActivity) -> str:
+    if isinstance(value, AggregatedActivity):
+        return value.aggregated_id
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"expected an aggregated id, got {type(value).__name__}")

@@ -1,0 +1,1 @@
+"""Storage backends behind the feeds: protocols in ``base``, one module or package per backend."""

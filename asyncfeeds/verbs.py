@@ -1,0 +1,123 @@
+"""Verbs and the process-wide registry that maps their ids and names to classes."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+_by_id: dict[int, type[Verb]] = {}
+_by_name: dict[str, type[Verb]] = {}
+
+
+class Verb:
+    """What an actor did: subclass it, set ``id``, ``infinitive`` and ``past_tense``, register it."""
+
+    id: ClassVar[int] = 0
+    infinitive: ClassVar[str] = "verb"
+    past_tense: ClassVar[str] = "verbed"
+
+    def __str__(self) -> str:
+        return self.infinitive
+
+    def __repr__(self) -> str:
+        return f"<Verb {self.infinitive} id={self.id}>"
+
+
+def register_verb(verb: type[Verb]) -> type[Verb]:
+    """Register ``verb`` under its id and infinitive; usable as a class decorator.
+
+    Registering the same class again is a no-op; another class with a taken id
+    or infinitive raises ``ValueError``.
+    """
+    if not (isinstance(verb, type) and issubclass(verb, Verb)) or verb is Verb:
+        raise TypeError(f"register_verb() takes a Verb subclass, got {verb!r}")
+    if not isinstance(verb.id, int) or isinstance(verb.id, bool) or verb.id <= 0:
+        raise ValueError(f"verb {verb.__name__} needs a positive integer id, got {verb.id!r}")
+    current = _by_id.get(verb.id)
+    if current is not None and current is not verb:
+        raise ValueError(
+            f"verb id {verb.id} is already registered to {current.__name__}, "
+            f"cannot register {verb.__name__}"
+        )
+    named = _by_name.get(verb.infinitive)
+    if named is not None and named is not verb:
+        raise ValueError(
+            f"verb infinitive {verb.infinitive!r} is already registered to {named.__name__}"
+        )
+    _by_id[verb.id] = verb
+    _by_name[verb.infinitive] = verb
+    return verb
+
+
+def get_verb_by_id(verb_id: int) -> type[Verb]:
+    """Return the verb class registered under ``verb_id``; ``KeyError`` if there is none."""
+    try:
+        return _by_id[verb_id]
+    except KeyError:
+        known = ", ".join(str(i) for i in sorted(_by_id)) or "none"
+        raise KeyError(f"no verb is registered with id {verb_id!r} (registered ids: {known})") from None
+
+
+def get_verb_by_name(infinitive: str) -> type[Verb]:
+    """Return the verb class registered under ``infinitive``; ``KeyError`` if there is none."""
+    try:
+        return _by_name[infinitive]
+    except KeyError:
+        raise KeyError(f"no verb is registered with infinitive {infinitive!r}") from None
+
+
+def resolve_verb(value: object) -> type[Verb]:
+    """Normalise a verb class, instance, id or infinitive to the registered class."""
+    if isinstance(value, type) and issubclass(value, Verb):
+        registered = _by_id.get(value.id)
+        if registered is not value:
+            raise ValueError(f"verb {value.__name__} is not registered (call register_verb)")
+        return value
+    if isinstance(value, Verb):
+        return resolve_verb(type(value))
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value not in _by_id:
+            raise ValueError(f"unknown verb id {value}")
+        return _by_id[value]
+    if isinstance(value, str):
+        if value in _by_name:
+            return _by_name[value]
+        if value.isdigit() and int(value) in _by_id:
+            return _by_id[int(value)]
+        raise ValueError(f"unknown verb {value!r}")
+    raise ValueError(f"a verb must be a registered Verb class, instance, id or name, got {value!r}")
+
+
+@register_verb
+class Follow(Verb):
+    """A user followed another."""
+
+    id = 1
+    infinitive = "follow"
+    past_tense = "followed"
+
+
+@register_verb
+class Comment(Verb):
+    """A user commented on an object."""
+
+    id = 2
+    infinitive = "comment"
+    past_tense = "commented"
+
+
+@register_verb
+class Love(Verb):
+    """A user loved an object."""
+
+    id = 3
+    infinitive = "love"
+    past_tense = "loved"
+
+
+@register_verb
+class Add(Verb):
+    """A user added an object (say, a pin to a board)."""
+
+    id = 4
+    infinitive = "add"
+    past_tense = "added"
