@@ -1,0 +1,37 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install services-up services-down lint bench clean
+
+demo: install
+	$(BIN)/asyncfeeds demo
+
+test: install
+	bash scripts/test.sh
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+services-up:
+	bash services/redis.sh start
+	bash services/cassandra.sh start
+
+services-down:
+	bash services/cassandra.sh stop
+	bash services/redis.sh stop
+
+lint: install
+	$(BIN)/ruff check asyncfeeds tests examples bench
+
+bench: install
+	bash bench/run.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .services
