@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import cached_property
@@ -48,6 +49,18 @@ VerbType = Annotated[
     BeforeValidator(resolve_verb),
     PlainSerializer(lambda verb: verb.id, return_type=int),
 ]
+
+
+def _check_finite(value: Any) -> None:
+    """Reject NaN and infinity anywhere in a JSON value: JSON cannot carry them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value} is not a JSON value")
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_finite(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_finite(item)
 
 
 def to_utc(value: datetime) -> datetime:
@@ -107,6 +120,12 @@ class Activity(BaseModel):
         value = to_utc(value)
         if value < _EPOCH:
             raise ValueError("must not be before 1970-01-01")
+        return value
+
+    @field_validator("extra_context")
+    @classmethod
+    def _json_only(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_finite(value)
         return value
 
     @cached_property
