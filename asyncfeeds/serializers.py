@@ -66,6 +66,7 @@ class ActivitySerializer(Generic[A]):
             verb = get_verb_by_id(verb_id)
             time = from_epoch_micros(micros)
             if not self._extra_fields and self.activity_class is Activity:
+                _check_unvalidated(actor, object_, target, extra_context)
                 return Activity.model_construct(  # type: ignore[return-value]
                     actor=actor,
                     verb=verb,
@@ -153,6 +154,17 @@ class AggregatedSerializer(Generic[G]):
             raise SerializationError(
                 f"cannot decode a {self.aggregated_class.__name__} from {raw!r:.200}: {exc}"
             ) from exc
+
+
+def _check_unvalidated(actor: Any, object_: Any, target: Any, extra_context: Any) -> None:
+    """Cheap type checks for the fast path that skips validation, so corrupt rows fail loudly."""
+    for value in (actor, object_, target):
+        if isinstance(value, bool) or not isinstance(value, int | str | None):
+            raise TypeError(f"ids must be int or str, got {value!r}")
+    if actor is None or object_ is None:
+        raise TypeError("actor and object must not be null")
+    if not isinstance(extra_context, dict | None):
+        raise TypeError(f"extra_context must be an object, got {extra_context!r}")
 
 
 def _micros_or_none(value: Any) -> int | None:

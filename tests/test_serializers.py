@@ -1,0 +1,153 @@
+"""Serializers: exact round trips (subclass fields included) and SerializationError."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from conftest import Like, Pin, make_activity
+
+from asyncfeeds import (
+    Activity,
+    AggregatedActivity,
+    NotificationActivity,
+    SerializationError,
+)
+from asyncfeeds.serializers import ActivitySerializer, AggregatedSerializer
+
+
+class PinActivity(Activity):
+    board_id: int
+    note: str | None = None
+    tags: list[str] = []
+
+
+def full_dump(activity: Activity) -> dict:
+    return {**activity.model_dump(), "type": type(activity), "id": activity.activity_id}
+
+
+@pytest.mark.parametrize(
+    "activity",
+    [
+        make_activity(1),
+        Activity(actor="u-1", verb=Like, object="o-1", target="t-1",
+                 time=datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=UTC),
+                 extra_context={"a": [1, 2.5, None, True], "b": {"c": "ü"}}),
+        Activity(actor=2**62, verb=Pin, object=0, target=0, time=datetime(1970, 1, 1, tzinfo=UTC)),
+    ],
+)
+def test_activity_round_trip_keeps_every_field(activity):
+    serializer = ActivitySerializer()
+    data = serializer.dumps(activity)
+    assert isinstance(data, bytes)
+    json.loads(data)  # plain JSON, nothing executable
+    assert full_dump(serializer.loads(data)) == full_dump(activity)
+
+
+def test_subclass_fields_round_trip():
+    serializer = ActivitySerializer(PinActivity)
+    activity = PinActivity(actor=1, verb=Pin, object=2, board_id=7, note="n", tags=["x", "y"],
+                           extra_context={"k": 1})
+    loaded = serializer.loads(serializer.dumps(activity))
+    assert type(loaded) is PinActivity
+    assert full_dump(loaded) == full_dump(activity)
+
+
+def test_dumps_many_keys_by_activity_id():
+    serializer = ActivitySerializer()
+    activities = [make_activity(i) for i in range(3)]
+    encoded = serializer.dumps_many(activities)
+    assert list(encoded) == [a.activity_id for a in activities]
+    assert [serializer.loads(v) for v in encoded.values()] == activities
+
+
+def test_activity_serializer_takes_activity_classes_only():
+    with pytest.raises(TypeError):
+        ActivitySerializer(dict)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"not json",
+        b"{",
+        b"null",
+        b"{}",
+        b"[1, 2]",
+        b'[5, 1, 2, null, 1700000000000000, {}, null, "extra"]',
+        b"[9999, 1, 2, null, 1700000000000000, {}, null]",  # unknown verb id
+        b'[5, 1, 2, null, "yesterday", {}, null]',
+        b"[5, 1, 2, null, 1e300, {}, null]",
+        b"[5, [1], 2, null, 1700000000000000, {}, null]",
+        b"[5, 1, true, null, 1700000000000000, {}, null]",
+        b"[5, null, 2, null, 1700000000000000, {}, null]",
+        b"[5, 1, 2, {}, 1700000000000000, {}, null]",
+        b"[5, 1, 2, null, 1700000000000000, [1], null]",
+    ],
+)
+@pytest.mark.parametrize("activity_class", [Activity, PinActivity])
+def test_corrupt_activity_data_is_a_serialization_error(raw, activity_class):
+    with pytest.raises(SerializationError):
+        ActivitySerializer(activity_class).loads(raw)
+
+
+def test_missing_subclass_field_is_a_serialization_error():
+    raw = ActivitySerializer().dumps(make_activity(1))
+    with pytest.raises(SerializationError):
+        ActivitySerializer(PinActivity).loads(raw)
+
+
+def test_serialization_error_is_a_value_error():
+    assert issubclass(SerializationError, ValueError)
+
+
+def aggregated_serializer(cls=AggregatedActivity, activity_class=Activity):
+    return AggregatedSerializer(cls, ActivitySerializer(activity_class))
+
+
+def test_aggregated_round_trip_keeps_every_field():
+    group = NotificationActivity(group="5-2024-01-01")
+    for i in range(18):
+        group.append(make_activity(i, actor=i))
+    group.seen_at = datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    group.read_at = datetime(2024, 1, 3, tzinfo=UTC)
+    serializer = aggregated_serializer(NotificationActivity)
+    loaded = serializer.loads(serializer.dumps(group))
+    assert type(loaded) is NotificationActivity
+    assert loaded == group
+    assert loaded.aggregated_id == group.aggregated_id
+    assert (loaded.created_at, loaded.updated_at, loaded.seen_at, loaded.read_at) == (
+        group.created_at, group.updated_at, group.seen_at, group.read_at)
+    assert loaded.minimized_activities == 3
+    assert loaded.activity_count == 18
+    assert [full_dump(a) for a in loaded.activities] == [full_dump(a) for a in group.activities]
+
+
+def test_aggregated_round_trip_with_subclass_activities():
+    group = AggregatedActivity(group="g")
+    group.append(PinActivity(actor=1, verb=Pin, object=2, board_id=3, time=datetime(2024, 1, 1)))
+    serializer = aggregated_serializer(activity_class=PinActivity)
+    loaded = serializer.loads(serializer.dumps(group))
+    assert type(loaded.activities[0]) is PinActivity
+    assert loaded.activities[0].board_id == 3
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"garbage",
+        b"[]",
+        b'{"group": "g"}',
+        b'[1, null, null, null, null, 0, []]',
+        b'["g", null, null, null, null, "zero", []]',
+        b'["g", null, null, null, null, 0, [[1, 2]]]',
+        b'["g", null, null, null, null, 0, 5]',
+        b'["g", "when", null, null, null, 0, []]',
+    ],
+)
+def test_corrupt_aggregated_data_is_a_serialization_error(raw):
+    with pytest.raises(SerializationError):
+        aggregated_serializer().loads(raw)

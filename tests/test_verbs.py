@@ -1,0 +1,82 @@
+"""The verb registry: register_verb, get_verb_by_id and their errors."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import Like, Pin
+
+from asyncfeeds import Activity, Verb, get_verb_by_id, register_verb
+
+
+class Repin(Verb):
+    id = 901
+    infinitive = "repin"
+    past_tense = "repinned"
+
+
+class ImpostorPin(Verb):
+    """Claims the Pin verb's id."""
+
+    id = 5
+    infinitive = "impostor-pin"
+    past_tense = "impostor-pinned"
+
+
+class SameNameAsPin(Verb):
+    """Claims the Pin verb's infinitive under a free id."""
+
+    id = 902
+    infinitive = "pin"
+    past_tense = "pinned"
+
+
+def test_get_verb_by_id_returns_the_registered_class():
+    assert get_verb_by_id(5) is Pin
+    assert get_verb_by_id(6) is Like
+
+
+def test_register_verb_returns_the_class_and_is_idempotent():
+    assert register_verb(Repin) is Repin
+    assert register_verb(Repin) is Repin
+    assert get_verb_by_id(901) is Repin
+    assert Activity(actor=1, verb="repin", object=2).verb is Repin
+
+
+def test_register_verb_works_as_a_decorator():
+    @register_verb
+    class Share(Verb):
+        id = 903
+        infinitive = "share"
+        past_tense = "shared"
+
+    assert get_verb_by_id(903) is Share
+
+
+def test_another_class_with_a_taken_id_is_a_value_error():
+    with pytest.raises(ValueError, match="5"):
+        register_verb(ImpostorPin)
+    assert get_verb_by_id(5) is Pin
+
+
+def test_another_class_with_a_taken_infinitive_is_a_value_error():
+    with pytest.raises(ValueError, match="pin"):
+        register_verb(SameNameAsPin)
+    with pytest.raises(KeyError):
+        get_verb_by_id(902)
+    assert Activity(actor=1, verb="pin", object=2).verb is Pin
+
+
+@pytest.mark.parametrize("bad", [Verb, int, "pin", Pin()])
+def test_register_verb_takes_verb_subclasses_only(bad):
+    with pytest.raises(TypeError):
+        register_verb(bad)
+
+
+def test_unknown_id_is_a_key_error_with_a_clear_message():
+    with pytest.raises(KeyError, match="777"):
+        get_verb_by_id(777)
+
+
+def test_verb_names():
+    assert str(Pin()) == "pin"
+    assert (Pin.id, Pin.infinitive, Pin.past_tense) == (5, "pin", "pinned")
