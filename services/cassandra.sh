@@ -42,6 +42,10 @@ cache_dir="${CASSANDRA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/asyncfeeds/cas
 log() { printf 'cassandra.sh: %s\n' "$*"; }
 die() { printf 'cassandra.sh: error: %s\n' "$*" >&2; exit 1; }
 
+# Milliseconds since the epoch, and a duration in ms printed as seconds.
+now_ms() { local us="${EPOCHREALTIME//[.,]/}"; echo $(( us / 1000 )); }
+secs_since() { local ms=$(( $(now_ms) - $1 )); printf '%d.%01ds' $(( ms / 1000 )) $(( ms % 1000 / 100 )); }
+
 # ---------------------------------------------------------------------------
 # Probes
 
@@ -220,8 +224,10 @@ jvm_options() {
         -Dcassandra.skip_wait_for_gossip_to_settle=0
         -Dcassandra.ring_delay_ms=0
         -Dcassandra.load_ring_state=false
+        -Dcassandra.shutdown_announce_in_ms=0
         -Dcassandra.config="file://$data_dir/cassandra.yaml"
         -Dcassandra.storagedir="$data_dir"
+        -Dcassandra.triggers_dir="$data_dir/triggers"
         -Dcassandra.logdir="$data_dir/logs"
         -Dlogback.configurationFile="file://$conf_dir/logback.xml"
         # Keep stdout/stderr open so JVM-level failures land in stdout.log.
@@ -233,17 +239,18 @@ jvm_options() {
 # ---------------------------------------------------------------------------
 # Subcommands
 
+# Polls until CQL answers; on failure prints the logs and exits non-zero.
 wait_for_cql() {
-    local pid="$1" data_dir="$2" started="$3"
+    local pid="$1" data_dir="$2" started_ms="$3"
     while ! cql_answers "$native_port"; do
         if ! kill -0 "$pid" 2>/dev/null; then
             start_failed "$data_dir" "Cassandra (pid $pid) exited during start-up"
         fi
-        if (( SECONDS - started >= start_timeout )); then
+        if (( $(now_ms) - started_ms >= start_timeout * 1000 )); then
             kill -KILL "$pid" 2>/dev/null || true
             start_failed "$data_dir" "CQL did not answer on 127.0.0.1:$native_port within ${start_timeout}s"
         fi
-        sleep 0.5
+        sleep 0.25
     done
 }
 
@@ -261,17 +268,20 @@ start_failed() {
 
 cmd_start() {
     if our_node_running; then
-        local pid data_dir
+        local pid data_dir port
         pid="$(state_get pid)"
         data_dir="$(state_get data_dir)"
+        port="$(state_get port)"
+        if [[ "$port" != "$native_port" ]]; then
+            die "the Cassandra started by this script (pid $pid) uses port $port, not $native_port; stop it first"
+        fi
         if cql_answers "$native_port"; then
             log "already running (pid $pid, started by this script), CQL on 127.0.0.1:$native_port"
             return
         fi
         log "already starting (pid $pid, started by this script); waiting for CQL"
-        SECONDS=0
-        wait_for_cql "$pid" "$data_dir" 0
-        log "CQL answers on 127.0.0.1:$native_port after a further ${SECONDS}s"
+        wait_for_cql "$pid" "$data_dir" "$(now_ms)"
+        log "CQL answers on 127.0.0.1:$native_port"
         return
     fi
     if [[ -f "$state_file" ]]; then
@@ -283,15 +293,14 @@ cmd_start() {
         return
     fi
 
-    SECONDS=0
-    local java
+    local begin_ms java
+    begin_ms="$(now_ms)"
     find_java
     fetch_jars
-    local prepare_secs=$SECONDS
 
     local data_dir
     data_dir="$(mktemp -d "${TMPDIR:-/tmp}/asyncfeeds-cassandra.XXXXXX")"
-    mkdir -p "$data_dir/logs"
+    mkdir -p "$data_dir/logs" "$data_dir/triggers"
     sed -e "s|@DATA_DIR@|$data_dir|g" \
         -e "s|@NATIVE_PORT@|$native_port|g" \
         -e "s|@STORAGE_PORT@|$storage_port|g" \
@@ -301,13 +310,23 @@ cmd_start() {
     mapfile -t opts < <(jvm_options "$data_dir")
 
     mkdir -p "$state_dir"
-    local pid_file="$data_dir/cassandra.pid"
-    local launch_secs=$SECONDS
-    # setsid detaches the JVM from this shell's session so it outlives it.
-    # setsid may fork, so the child writes its own pid before exec'ing java.
+    local pid_file="$data_dir/cassandra.pid" launch_ms
+    launch_ms="$(now_ms)"
     (
         cd "$data_dir"
-        exec setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' set-pid "$pid_file" \
+        # Cassandra mlockall()s the JVM at start-up, which makes the whole
+        # heap resident at once. A throw-away test node does not need that:
+        # a small RLIMIT_MEMLOCK makes the call fail harmlessly (one WARN
+        # line); root ignores the limit unless CAP_IPC_LOCK is dropped too.
+        ulimit -S -l 64
+        no_mlock=()
+        if [[ "$(id -u)" == 0 ]] && command -v setpriv >/dev/null; then
+            no_mlock=(setpriv --inh-caps=-ipc_lock --bounding-set=-ipc_lock)
+        fi
+        # setsid detaches the JVM from this shell's session so it outlives
+        # it. setsid may fork, so the child writes its own pid before
+        # exec'ing java.
+        exec setsid "${no_mlock[@]}" bash -c 'echo $$ >"$1"; shift; exec "$@"' set-pid "$pid_file" \
             "$java" "${opts[@]}" -cp "$cache_dir/*" org.apache.cassandra.service.CassandraDaemon \
             </dev/null >"$data_dir/stdout.log" 2>&1
     ) &
@@ -321,44 +340,48 @@ cmd_start() {
     printf 'pid=%s\ndata_dir=%s\nport=%s\n' "$pid" "$data_dir" "$native_port" >"$state_file"
     log "started Cassandra $cassandra_version (pid $pid), data in $data_dir; waiting for CQL on 127.0.0.1:$native_port"
 
-    wait_for_cql "$pid" "$data_dir" "$launch_secs"
-    log "CQL answers on 127.0.0.1:$native_port: JVM start-up took $(( SECONDS - launch_secs ))s (total ${SECONDS}s, of which ${prepare_secs}s for Java/jars)"
+    wait_for_cql "$pid" "$data_dir" "$launch_ms"
+    log "CQL answers on 127.0.0.1:$native_port; start-up took $(secs_since "$launch_ms") (total $(secs_since "$begin_ms") including Java/jar checks)"
 }
 
 cmd_stop() {
     if ! our_node_running; then
         if [[ -f "$state_file" ]]; then
-            log "Cassandra started by this script is no longer running; cleaning up"
+            log "the Cassandra started by this script is no longer running; cleaning up"
             forget_node
         else
             log "no Cassandra started by this script; nothing to stop"
         fi
         return
     fi
-    local pid
+    local pid begin_ms
     pid="$(state_get pid)"
+    begin_ms="$(now_ms)"
     log "stopping Cassandra (pid $pid)"
+    # SIGTERM runs Cassandra's shutdown hook (drain) and the JVM exits.
     kill -TERM "$pid" 2>/dev/null || true
-    SECONDS=0
     while kill -0 "$pid" 2>/dev/null; do
-        if (( SECONDS >= 60 )); then
-            log "still running after 60s; killing"
+        if (( $(now_ms) - begin_ms >= 60000 )); then
+            log "still running after 60s; killing it"
             kill -KILL "$pid" 2>/dev/null || true
         fi
         sleep 0.2
     done
     forget_node
-    log "stopped after ${SECONDS}s"
+    log "stopped after $(secs_since "$begin_ms")"
 }
 
+# Exit status: 0 when a CQL server answers (ours or not), 1 when the port is
+# taken by something else, 3 when nothing runs.
 cmd_status() {
     if our_node_running; then
-        local pid
+        local pid port
         pid="$(state_get pid)"
-        if cql_answers "$native_port"; then
-            log "running (pid $pid, started by this script), CQL on 127.0.0.1:$native_port, data in $(state_get data_dir)"
+        port="$(state_get port)"
+        if cql_answers "$port"; then
+            log "running (pid $pid, started by this script), CQL on 127.0.0.1:$port, data in $(state_get data_dir)"
         else
-            log "starting (pid $pid, started by this script), CQL not answering yet on 127.0.0.1:$native_port"
+            log "starting (pid $pid, started by this script), CQL not answering yet on 127.0.0.1:$port"
         fi
         return 0
     fi
