@@ -28,18 +28,23 @@ def configure(
     redis: Mapping[str, str] | None = None,
     cassandra: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
-    """Set connection settings by name; names mentioned replace earlier ones, others stay."""
+    """Set connection settings by name; names mentioned replace earlier ones, others stay.
+
+    Everything is checked before anything changes, so a bad call leaves the settings as they were.
+    """
     for name, url in (redis or {}).items():
         if not isinstance(url, str) or "://" not in url:
             raise ValueError(f"redis server {name!r} needs a URL like redis://host:port/db")
-        _redis[name] = url
-        _retire("redis", name)
     for name, options in (cassandra or {}).items():
         if not isinstance(options, Mapping):
             raise TypeError(f"cassandra cluster {name!r} needs a dict of options")
         unknown = set(options) - set(CASSANDRA_DEFAULTS) - {"replication", "connect_timeout"}
         if unknown:
             raise ValueError(f"unknown cassandra options for {name!r}: {sorted(unknown)}")
+    for name, url in (redis or {}).items():
+        _redis[name] = url
+        _retire("redis", name)
+    for name, options in (cassandra or {}).items():
         _cassandra[name] = dict(options)
         _retire("cassandra", name)
 
