@@ -74,7 +74,6 @@ wait_until() { # wait_until SECONDS COMMAND... : poll every 0.2s
     done
 }
 
-
 ensure_installed() {
     command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return
     echo "redis: redis-server/redis-cli missing, installing with apt-get"
@@ -210,10 +209,10 @@ start_cluster() {
     # a healthy cluster, otherwise fail.
     if ((${#foreign[@]} > 0)); then
         ((${#down[@]} == 0)) ||
-            die "ports ${foreign[*]} run a Redis not started by this script but ${down[*]} do not" \
+            die "port(s) ${foreign[*]} run a Redis not started by this script but ${down[*]} do not" \
                 "answer; stop that Redis or set ASYNCFEEDS_TEST_CLUSTER_PORTS"
         wait_until "$CLUSTER_WAIT" cluster_ok ||
-            die "ports ${foreign[*]} run a Redis not started by this script whose cluster_state" \
+            die "port(s) ${foreign[*]} run a Redis not started by this script whose cluster_state" \
                 "is not ok; stop it or set ASYNCFEEDS_TEST_CLUSTER_PORTS"
         echo "$CLUSTER_LABEL: found, cluster_state:ok (not all started by this script; left alone)"
         return
