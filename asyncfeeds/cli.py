@@ -144,7 +144,8 @@ def setup(feed_paths: tuple[str, ...], more_feed_paths: tuple[str, ...]) -> None
         asyncio.run(run())
     except StorageUnavailableError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"set up {len(classes)} feed classes: {', '.join(c.__name__ for c in classes)}")
+    noun = "class" if len(classes) == 1 else "classes"
+    click.echo(f"set up {len(classes)} feed {noun}: {', '.join(c.__name__ for c in classes)}")
 
 
 if __name__ == "__main__":

@@ -149,16 +149,16 @@ def build_world(users: int, now: datetime | None = None, seed: int = 7) -> World
     world.pins.sort(key=lambda a: a.activity_id)
     for pin in world.pins:
         age = (now - pin.time).total_seconds() / 60
-        likers = [f for f in world.followers(pin.actor) if rng.random() < 0.35]
+        likes = {f: age * rng.random() for f in world.followers(pin.actor) if rng.random() < 0.35}
         if pin.actor == 1 and pin.extra_context["title"] == "Ramen":
-            likers = sorted(set(likers) | {3, 4})
-        for liker in likers:
+            likes = {4: 12, 3: 5}  # "carol and dave liked your pin 'Ramen'"
+        for liker, liked_ago in likes.items():
             world.likes.append(
                 Activity(
                     actor=liker,
                     verb=Like,
                     object=pin.object,
-                    time=minutes_ago(age * rng.random()),
+                    time=minutes_ago(liked_ago),
                     extra_context={"title": pin.extra_context["title"]},
                 )
             )
