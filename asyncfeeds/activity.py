@@ -167,6 +167,8 @@ class AggregatedActivity(BaseModel):
     seen_at: datetime | None = None
     read_at: datetime | None = None
     minimized_activities: int = 0
+    minimized_ids: list[str] = Field(default_factory=list)
+    """Ids of the dropped activities, so a late or retried one is counted exactly once."""
 
     @field_validator("created_at", "updated_at", "seen_at", "read_at")
     @classmethod
@@ -235,11 +237,18 @@ class AggregatedActivity(BaseModel):
         activity_id = activity if isinstance(activity, str) else activity.activity_id
         return any(a.activity_id == activity_id for a in self.activities)
 
+    def was_minimized(self, activity: Activity) -> bool:
+        """Whether this activity was dropped by the length cap (and so is counted already)."""
+        oldest = self.activities[0].activity_id if self.activities else None
+        if oldest is not None and activity.activity_id > oldest:
+            return False  # only activities older than every kept one can have been dropped
+        return activity.activity_id in self.minimized_ids
+
     def append(self, activity: Activity) -> None:
         """Add an activity, keeping time order and the length cap; duplicates raise."""
         if not isinstance(activity, Activity):
             raise TypeError(f"append() takes an Activity, got {type(activity).__name__}")
-        if self.contains(activity):
+        if self.contains(activity) or self.was_minimized(activity):
             raise DuplicateActivityError(
                 f"activity {activity.activity_id} is already in group {self.group!r}"
             )
@@ -248,6 +257,7 @@ class AggregatedActivity(BaseModel):
             self.activities.sort(key=lambda a: a.activity_id)
         overflow = len(self.activities) - self.max_aggregated_activities_length
         if overflow > 0:
+            self.minimized_ids.extend(a.activity_id for a in self.activities[:overflow])
             del self.activities[:overflow]
             self.minimized_activities += overflow
         if self.created_at is None:

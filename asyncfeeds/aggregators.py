@@ -70,9 +70,14 @@ class BaseAggregator:
                 target = changed[group][1]
             elif group in by_group:
                 existing = by_group[group]
-                if existing.contains(activity) or _minimized_already(existing, activity):
+                if existing.contains(activity) or existing.was_minimized(activity):
                     continue
-                target = existing.model_copy(update={"activities": list(existing.activities)})
+                target = existing.model_copy(
+                    update={
+                        "activities": list(existing.activities),
+                        "minimized_ids": list(existing.minimized_ids),
+                    }
+                )
                 changed[group] = (existing, target)
             else:
                 target = new[group] = self.aggregated_activity_class(group=group)
@@ -103,14 +108,3 @@ def _updated_key(aggregated: AggregatedActivity) -> Any:
     last = aggregated.last_activity
     return (aggregated.updated_at is not None, aggregated.updated_at, last and last.activity_id)
 
-
-def _minimized_already(group: AggregatedActivity, activity: Activity) -> bool:
-    """An activity older than every kept one of a capped group was (or counts as) minimized.
-
-    Re-adding it (a retried fanout job) must not count it twice.
-    """
-    return bool(
-        group.minimized_activities
-        and group.activities
-        and activity.activity_id < group.activities[0].activity_id
-    )

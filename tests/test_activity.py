@@ -338,6 +338,23 @@ def test_cap_keeps_the_newest_when_an_old_activity_arrives_late():
     assert group.activity_count == 16
 
 
+def test_append_of_a_minimized_activity_is_a_duplicate():
+    activities = [make_activity(i, actor=i) for i in range(16)]
+    group = group_of(*activities)
+    assert group.minimized_activities == 1
+    with pytest.raises(DuplicateActivityError):
+        group.append(activities[0])
+    assert group.activity_count == 16
+
+
+def test_append_of_a_new_activity_older_than_the_kept_window_counts_it():
+    activities = [make_activity(i, actor=i) for i in range(17)]
+    group = group_of(*activities[1:])
+    group.append(activities[0])
+    assert group.activity_count == 17
+    assert group.minimized_activities == 2
+
+
 def test_append_of_a_duplicate_raises():
     a = make_activity(1)
     group = group_of(a)

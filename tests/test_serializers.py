@@ -109,8 +109,9 @@ def aggregated_serializer(cls=AggregatedActivity, activity_class=Activity):
 
 def test_aggregated_round_trip_keeps_every_field():
     group = NotificationActivity(group="5-2024-01-01")
-    for i in range(18):
-        group.append(make_activity(i, actor=i))
+    group_activities = [make_activity(i, actor=i) for i in range(18)]
+    for activity in group_activities:
+        group.append(activity)
     group.seen_at = datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
     group.read_at = datetime(2024, 1, 3, tzinfo=UTC)
     serializer = aggregated_serializer(NotificationActivity)
@@ -121,6 +122,8 @@ def test_aggregated_round_trip_keeps_every_field():
     assert (loaded.created_at, loaded.updated_at, loaded.seen_at, loaded.read_at) == (
         group.created_at, group.updated_at, group.seen_at, group.read_at)
     assert loaded.minimized_activities == 3
+    assert loaded.minimized_ids == group.minimized_ids == [
+        a.activity_id for a in group_activities[:3]]
     assert loaded.activity_count == 18
     assert [full_dump(a) for a in loaded.activities] == [full_dump(a) for a in group.activities]
 
@@ -132,6 +135,11 @@ def test_aggregated_round_trip_with_subclass_activities():
     loaded = serializer.loads(serializer.dumps(group))
     assert type(loaded.activities[0]) is PinActivity
     assert loaded.activities[0].board_id == 3
+
+
+def test_aggregated_data_without_minimized_ids_still_loads():
+    loaded = aggregated_serializer().loads(b'["g", null, null, null, null, 2, []]')
+    assert (loaded.group, loaded.minimized_activities, loaded.minimized_ids) == ("g", 2, [])
 
 
 @pytest.mark.parametrize(
@@ -146,6 +154,9 @@ def test_aggregated_round_trip_with_subclass_activities():
         b'["g", null, null, null, null, 0, [[1, 2]]]',
         b'["g", null, null, null, null, 0, 5]',
         b'["g", "when", null, null, null, 0, []]',
+        b'["g", null, null, null, null, 0, [], "ids"]',
+        b'["g", null, null, null, null, 0, [], [1]]',
+        b'["g", null, null, null, null, 0, [], [], "extra"]',
     ],
 )
 def test_corrupt_aggregated_data_is_a_serialization_error(raw):
