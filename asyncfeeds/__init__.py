@@ -10,10 +10,12 @@ from .exceptions import (
     SerializationError,
     StorageUnavailableError,
 )
+from .fanout.manager import FanoutPriority, Manager
 from .feeds.aggregated import AggregatedFeed
 from .feeds.base import Feed
 from .feeds.memory import MemoryAggregatedFeed, MemoryFeed, MemoryNotificationFeed
 from .feeds.notification import NotificationFeed
+from .feeds.redis import RedisAggregatedFeed, RedisFeed, RedisNotificationFeed
 from .provision import setup
 from .verbs import Verb, get_verb_by_id, register_verb
 
@@ -25,7 +27,9 @@ __all__ = [
     "AsyncFeedsError",
     "BaseAggregator",
     "DuplicateActivityError",
+    "FanoutPriority",
     "Feed",
+    "Manager",
     "MemoryAggregatedFeed",
     "MemoryFeed",
     "MemoryNotificationFeed",
@@ -33,6 +37,9 @@ __all__ = [
     "NotificationAggregator",
     "NotificationFeed",
     "RecentVerbAggregator",
+    "RedisAggregatedFeed",
+    "RedisFeed",
+    "RedisNotificationFeed",
     "SerializationError",
     "StorageUnavailableError",
     "Verb",

@@ -1,0 +1,54 @@
+"""Feeds on Redis (or Redis Cluster): the classes only bind the Redis storages.
+
+``redis_server`` names the connection configured with
+``asyncfeeds.configure(redis={name: url})``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ..storage.base import ActivityStorage, GroupStorage, TimelineStorage
+from ..storage.redis import RedisActivityStorage, RedisGroupStorage, RedisTimelineStorage
+from .aggregated import AggregatedFeed
+from .base import Feed
+from .notification import NotificationFeed
+
+_timelines: dict[str, RedisTimelineStorage] = {}
+_groups: dict[str, RedisGroupStorage] = {}
+
+
+class _RedisBinding:
+    """Binds a feed class to the Redis storages of its ``redis_server``."""
+
+    redis_server: ClassVar[str] = "default"
+
+    @classmethod
+    def get_timeline_storage(cls) -> TimelineStorage:
+        storage = _timelines.get(cls.redis_server)
+        if storage is None:
+            storage = _timelines[cls.redis_server] = RedisTimelineStorage(cls.redis_server)
+        return storage
+
+    @classmethod
+    def get_group_storage(cls) -> GroupStorage:
+        storage = _groups.get(cls.redis_server)
+        if storage is None:
+            storage = _groups[cls.redis_server] = RedisGroupStorage(cls.redis_server)
+        return storage
+
+    @classmethod
+    def get_activity_storage(cls) -> ActivityStorage:
+        return RedisActivityStorage(cls.redis_server, cls.activity_key_prefix)  # type: ignore[attr-defined]
+
+
+class RedisFeed(_RedisBinding, Feed):
+    """A flat feed: ids in a Redis sorted set, activity data in sharded hashes."""
+
+
+class RedisAggregatedFeed(_RedisBinding, AggregatedFeed):
+    """An aggregated feed whose read-modify-write runs as Lua scripts on Redis."""
+
+
+class RedisNotificationFeed(_RedisBinding, NotificationFeed):
+    """A notification feed with unseen/unread markers and counts over Redis pub/sub."""

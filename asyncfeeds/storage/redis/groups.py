@@ -1,0 +1,134 @@
+"""Aggregated and notification feeds: groups in a hash, ordered by a sorted set.
+
+Reads and writes of one feed run as Lua scripts on that feed's keys, so an
+optimistic commit (compare the version, upsert, remove, trim, update the
+unseen/unread markers, bump the version, publish the counts) is one atomic
+step, and a whole fanout chunk of feeds is one pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from ..base import Counts, GroupSnapshot, GroupWrite
+from .connection import Command, RedisServer, get_server
+from .keys import GROUP_SUFFIXES, counts_channel, feed_key_pattern, group_keys
+from .pubsub import CountsSubscription
+from .scripts import COMMIT_GROUPS, DELETE_GROUPS, MARK, READ_GROUPS
+
+DELETED_VERSION_TTL = 3600
+"""Seconds a deleted feed's version outlives it, far beyond any writer's read-to-commit gap."""
+
+SCORES, GROUPS, VERSION, UNSEEN, UNREAD = range(5)
+
+
+def _pairs(reply: Sequence[Any]) -> tuple[str, list[tuple[str, bytes]]]:
+    """Split a ``READ_GROUPS`` reply into the version and ``(id, data)`` pairs."""
+    version = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+    groups = [(reply[i].decode(), reply[i + 1]) for i in range(1, len(reply), 2)]
+    return version, groups
+
+
+def _commit_args(write: GroupWrite, markers: bool, channel: str) -> list[Any]:
+    args: list[Any] = [
+        write.version,
+        -1 if write.max_length is None else write.max_length,
+        1 if markers else 0,
+        channel,
+        len(write.removals),
+        *write.removals,
+        len(write.upserts),
+    ]
+    for aggregated_id, score, data in write.upserts:
+        args.extend((aggregated_id, int(score), data))
+    args.append(len(write.unseen))
+    args.extend(write.unseen)
+    return args
+
+
+class RedisGroupStorage:
+    """Groups of many aggregated feeds; markers and pub/sub for notification feeds."""
+
+    def __init__(self, server: RedisServer | str) -> None:
+        self.server = get_server(server) if isinstance(server, str) else server
+
+    def __repr__(self) -> str:
+        return f"<RedisGroupStorage on {self.server!r}>"
+
+    def _read(self, key: str, first: int, count: int | None) -> Command:
+        keys = group_keys(key)
+        return self.server.evalsha(READ_GROUPS, keys[:3], (first, -1 if count is None else count))
+
+    async def read_many(self, keys: Sequence[str], limit: int | None) -> list[GroupSnapshot]:
+        """The newest ``limit`` groups of each feed with its version, in one round trip."""
+        replies = await self.server.run([self._read(key, 0, limit) for key in keys])
+        return [GroupSnapshot(*_pairs(reply)) for reply in replies]
+
+    async def commit_many(self, writes: Sequence[GroupWrite], markers: bool) -> list[bool]:
+        """Compare-and-set each feed's write, all feeds in one round trip."""
+        commands = [
+            self.server.evalsha(
+                COMMIT_GROUPS, group_keys(w.key), _commit_args(w, markers, counts_channel(w.key))
+            )
+            for w in writes
+        ]
+        return [bool(int(reply)) for reply in await self.server.run(commands)]
+
+    async def get_slice(self, key: str, start: int, stop: int | None) -> list[tuple[str, bytes]]:
+        """Groups at positions ``start:stop``, highest score first, in one round trip."""
+        if stop is not None and stop <= start:
+            return []
+        count = None if stop is None else stop - start
+        (reply,) = await self.server.run([self._read(key, start, count)])
+        return _pairs(reply)[1]
+
+    async def count(self, key: str) -> int:
+        """How many groups the feed holds."""
+        return int(await self.server.call("ZCARD", group_keys(key)[SCORES]))
+
+    async def marker_state(self, key: str, ids: Sequence[str]) -> list[tuple[bool, bool]]:
+        """``(is_seen, is_read)`` of each group, in one round trip."""
+        if not ids:
+            return []
+        keys = group_keys(key)
+        unseen, unread = await self.server.run(
+            [("SMISMEMBER", keys[UNSEEN], *ids), ("SMISMEMBER", keys[UNREAD], *ids)]
+        )
+        return [(not a, not b) for a, b in zip(unseen, unread, strict=True)]
+
+    async def marker_counts(self, key: str) -> Counts:
+        """How many groups are unseen and unread, in one round trip."""
+        keys = group_keys(key)
+        unseen, unread = await self.server.run([("SCARD", keys[UNSEEN]), ("SCARD", keys[UNREAD])])
+        return {"unseen_count": int(unseen), "unread_count": int(unread)}
+
+    async def mark(self, key: str, ids: Sequence[str] | None, seen: bool, read: bool) -> Counts:
+        """Mark groups (all if ``ids`` is None) atomically; publishes the counts if they changed."""
+        keys = group_keys(key)
+        args = [int(seen), int(read), int(ids is None), counts_channel(key), *(ids or ())]
+        (reply,) = await self.server.run(
+            [self.server.evalsha(MARK, [keys[UNSEEN], keys[UNREAD], keys[VERSION]], args)]
+        )
+        return {"unseen_count": int(reply[0]), "unread_count": int(reply[1])}
+
+    def subscribe(self, key: str) -> AsyncIterator[Counts]:
+        """Counts published after each change; subscribes at once, cleans up when dropped."""
+        return CountsSubscription(self.server, counts_channel(key))
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        """Remove whole feeds with their markers, publishing zero counts, in one round trip."""
+        await self.server.run(
+            [
+                self.server.evalsha(
+                    DELETE_GROUPS, group_keys(key), (counts_channel(key), DELETED_VERSION_TTL)
+                )
+                for key in keys
+            ]
+        )
+
+    async def flush(self, key_prefix: str) -> None:
+        """Remove every feed whose key starts with ``key_prefix``, versions included."""
+        suffixes = tuple(f"}}:{suffix}" for suffix in GROUP_SUFFIXES)
+        found = await self.server.scan(feed_key_pattern(key_prefix))
+        await self.server.delete([k for k in found if k.endswith(suffixes)])

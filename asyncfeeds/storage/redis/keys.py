@@ -1,0 +1,48 @@
+"""Redis key names. Every key of one feed carries the feed key as its hash tag.
+
+So a feed's keys live in one cluster slot (a Lua script may touch them all),
+while different feeds and activity shards spread over the cluster.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+
+GROUP_SUFFIXES = ("scores", "groups", "v", "unseen", "unread")
+"""Keys of one aggregated feed, in the order the Lua scripts take them."""
+
+ACTIVITY_SHARDS = 1024
+"""Activity hashes per activity-key prefix; an id's shard is a hash of the id."""
+
+_GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
+
+
+def timeline_key(feed_key: str) -> str:
+    """The sorted set of a flat feed."""
+    return f"{{{feed_key}}}:tl"
+
+
+def group_keys(feed_key: str) -> list[str]:
+    """The keys of an aggregated feed: scores, groups, version, unseen, unread."""
+    return [f"{{{feed_key}}}:{suffix}" for suffix in GROUP_SUFFIXES]
+
+
+def counts_channel(feed_key: str) -> str:
+    """The pub/sub channel carrying a notification feed's counts."""
+    return f"{{{feed_key}}}:counts"
+
+
+def activity_shard(activity_id: str, shards: int = ACTIVITY_SHARDS) -> int:
+    """The shard holding an activity id."""
+    return zlib.crc32(activity_id.encode()) % shards
+
+
+def activity_key(prefix: str, shard: int) -> str:
+    """One activity hash; each shard is its own hash tag so shards spread over nodes."""
+    return f"{{{prefix}:{shard}}}:activities"
+
+
+def feed_key_pattern(key_prefix: str) -> str:
+    """A SCAN pattern matching every key of every feed whose key starts with ``key_prefix``."""
+    return "{" + _GLOB_SPECIAL.sub(r"\\\1", key_prefix) + "*}:*"
