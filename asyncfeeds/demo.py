@@ -22,6 +22,7 @@ from tqdm import tqdm
 import asyncfeeds
 
 from .activity import Activity, AggregatedActivity, NotificationActivity, utcnow
+from .fanout.manager import FanoutPriority, Manager
 from .verbs import Follow, Verb, register_verb
 
 BACKENDS = ("memory", "redis", "cassandra")
@@ -215,17 +216,48 @@ def feed_classes(backend: str) -> DemoFeeds:
 
 
 # -- fanout ------------------------------------------------------------------------------
+class DemoManager(Manager):
+    """Fans pins out to followers (eagerly) and moves the progress bar chunk by chunk."""
+
+    def __init__(self, world: World, bar: tqdm) -> None:
+        super().__init__()
+        self.world = world
+        self.bar = bar
+
+    async def get_user_follower_ids(self, user_id: Any) -> dict[FanoutPriority, list[int]]:
+        """The first half of the followers (say, the recently active) go first."""
+        ids = self.world.followers(user_id)
+        half = len(ids) // 2
+        return {FanoutPriority.HIGH: ids[:half], FanoutPriority.LOW: ids[half:]}
+
+    async def fanout(
+        self, feed_class: type[Any], user_ids: Sequence[Any], operation: str, activities: Any
+    ) -> int:
+        written = await super().fanout(feed_class, user_ids, operation, activities)
+        self.bar.update(len(user_ids))
+        return written
+
+
+def build_manager(feeds: DemoFeeds, world: World, bar: tqdm, chunk_size: int) -> DemoManager:
+    """An eager ``DemoManager`` writing to ``feeds``."""
+    manager_class = type(
+        "DemoManager",
+        (DemoManager,),
+        {
+            "__module__": __name__,
+            "feed_classes": {"flat": feeds.flat, "aggregated": feeds.aggregated},
+            "user_feed_class": feeds.user,
+            "fanout_chunk_size": chunk_size,
+        },
+    )
+    return manager_class(world, bar)
+
+
 async def publish(world: World, feeds: DemoFeeds, chunk_size: int, bar: tqdm) -> None:
-    """Store each pin once, add it to its author's feed and fan it out in chunks."""
-    await feeds.user.insert_activities(world.pins)
+    """Publish every pin through the manager: stored once, its author's feed, then fanout."""
+    manager = build_manager(feeds, world, bar, chunk_size)
     for pin in world.pins:
-        await feeds.user(pin.actor).add(pin)
-        followers = world.followers(pin.actor)
-        for start in range(0, len(followers), chunk_size):
-            chunk = followers[start : start + chunk_size]
-            for feed_class in (feeds.flat, feeds.aggregated):
-                await feed_class.fanout_add(chunk, [pin])
-                bar.update(len(chunk))
+        await manager.add_user_activity(pin.actor, pin)
 
 
 async def notify(world: World, feeds: DemoFeeds) -> None:
