@@ -10,7 +10,6 @@ from .exceptions import (
     SerializationError,
     StorageUnavailableError,
 )
-from .fanout.manager import FanoutPriority, Manager
 from .feeds.aggregated import AggregatedFeed
 from .feeds.base import Feed
 from .feeds.memory import MemoryAggregatedFeed, MemoryFeed, MemoryNotificationFeed
@@ -27,9 +26,7 @@ __all__ = [
     "AsyncFeedsError",
     "BaseAggregator",
     "DuplicateActivityError",
-    "FanoutPriority",
     "Feed",
-    "Manager",
     "MemoryAggregatedFeed",
     "MemoryFeed",
     "MemoryNotificationFeed",
