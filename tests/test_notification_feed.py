@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from conftest import Like, make_activity
 
-from asyncfeeds import NotificationActivity, NotificationAggregator
+from asyncfeeds import MemoryNotificationFeed, NotificationActivity, NotificationAggregator
 
 DAY = 24 * 60
 WAIT = 10  # seconds before a missing subscription message fails the test instead of hanging
@@ -34,8 +34,6 @@ async def ids_by_object(feed) -> dict[int, str]:
 
 
 def test_notification_feed_defaults():
-    from asyncfeeds import MemoryNotificationFeed
-
     assert MemoryNotificationFeed.max_length == 99
     assert MemoryNotificationFeed.aggregator_class is NotificationAggregator
     assert MemoryNotificationFeed.aggregated_activity_class is NotificationActivity
