@@ -98,11 +98,21 @@ def demo(backend: str, users: int, no_progress: bool) -> None:
     help="Which fanout queue this worker serves.",
 )
 def worker(manager_path: str, priority: str) -> None:
-    """Run an arq worker for one fanout priority queue."""
+    """Run an arq worker for one fanout priority queue, until SIGTERM or SIGINT.
+
+    The queue is the manager's queue_url, else ASYNCFEEDS_QUEUE_URL, else ASYNCFEEDS_REDIS_URL.
+    """
     try:
+        from .fanout.manager import Manager
         from .fanout.worker import run_worker
     except ImportError as error:
         raise click.ClickException(f"the fanout worker is not available: {error}") from None
+    manager = load_object(manager_path)
+    is_manager_class = isinstance(manager, type) and issubclass(manager, Manager)
+    if not (isinstance(manager, Manager) or is_manager_class):
+        raise click.BadParameter(
+            f"{manager_path!r} is not an asyncfeeds Manager", param_hint="'--manager'"
+        )
     try:
         result = run_worker(manager_path, priority)
         if inspect.iscoroutine(result):

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,115 @@ def test_help_lists_the_commands():
     assert result.returncode == 0
     for command in ("demo", "worker", "setup"):
         assert command in result.stdout
+
+
+WORKER_APP = """
+import asyncio, os, sys, time
+from datetime import UTC, datetime
+
+import asyncfeeds
+from asyncfeeds import Activity, FanoutPriority, Manager, RedisFeed, Verb, register_verb
+from asyncfeeds.fanout import create_queue
+
+RUN = os.environ["CLI_TEST_RUN"]
+
+
+@register_verb
+class Pin(Verb):
+    id = 5
+    infinitive = "pin"
+    past_tense = "pinned"
+
+
+class PinFeed(RedisFeed):
+    key_format = f"cli{RUN}:feed:{{user_id}}"
+    activity_key_prefix = f"cli{RUN}:activity"
+
+
+class UserPinFeed(RedisFeed):
+    key_format = f"cli{RUN}:user:{{user_id}}"
+    activity_key_prefix = f"cli{RUN}:activity"
+
+
+class PinManager(Manager):
+    feed_classes = {"normal": PinFeed}
+    user_feed_class = UserPinFeed
+    queue_names = {FanoutPriority.HIGH: f"cli{RUN}:high", FanoutPriority.LOW: f"cli{RUN}:low"}
+
+    async def get_user_follower_ids(self, user_id):
+        return {FanoutPriority.HIGH: [2, 3], FanoutPriority.LOW: [4]}
+
+
+manager = PinManager()
+PIN = Activity(actor=1, verb=Pin, object=7, time=datetime(2024, 5, 1, tzinfo=UTC))
+
+
+async def wait_for(user_ids):
+    until = time.monotonic() + 60
+    while not all([await PinFeed(u).contains(PIN) for u in user_ids]):
+        if time.monotonic() > until:
+            raise SystemExit(f"never fanned out to {user_ids}")
+        await asyncio.sleep(0.05)
+
+
+async def publish():
+    queue = await create_queue()
+    try:
+        await PinManager(queue=queue).add_user_activity(1, PIN)
+        await wait_for([2, 3])
+        print("high done, low waiting:", not await PinFeed(4).contains(PIN))
+    finally:
+        await queue.close()
+        await asyncfeeds.aclose()
+
+
+async def finish():
+    try:
+        await wait_for([4])
+        print("low done")
+    finally:
+        await PinFeed.flush()
+        await UserPinFeed.flush()
+        await asyncfeeds.aclose()
+"""
+
+
+@pytest.mark.parametrize("name", [b for b in BACKENDS if b == "redis"])
+def test_worker_command_serves_exactly_its_priority_queue(name, tmp_path):
+    (tmp_path / "cliapp.py").write_text(WORKER_APP)
+    env = {**os.environ, "ASYNCFEEDS_REDIS_URL": REDIS_URL, "CLI_TEST_RUN": uuid.uuid4().hex[:10]}
+    env.pop("ASYNCFEEDS_QUEUE_URL", None)
+
+    def start_worker(priority: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [str(SCRIPT), "worker", "--manager", "cliapp:manager", "--priority", priority],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def step(phase: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-c", f"import asyncio, cliapp; asyncio.run(cliapp.{phase}())"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    workers = [start_worker("high")]
+    try:
+        assert "high done, low waiting: True" in step("publish")
+        workers.append(start_worker("low"))
+        assert "low done" in step("finish")
+    finally:
+        for worker in workers:
+            worker.terminate()
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=60)
+        assert "Traceback" not in stderr, stderr
