@@ -95,6 +95,7 @@ class World:
     pins: list[Activity] = field(default_factory=list)
     likes: list[Activity] = field(default_factory=list)
     follows: list[Activity] = field(default_factory=list)
+    _followers: dict[int, list[int]] | None = field(default=None, repr=False)
 
     @property
     def viewer(self) -> int:
@@ -103,7 +104,13 @@ class World:
 
     def followers(self, user_id: int) -> list[int]:
         """Everyone who follows ``user_id``, in id order."""
-        return sorted(u for u, followed in self.following.items() if user_id in followed)
+        if self._followers is None:
+            index: dict[int, list[int]] = defaultdict(list)
+            for user, followed in sorted(self.following.items()):
+                for target in followed:
+                    index[target].append(user)
+            self._followers = index
+        return self._followers.get(user_id, [])
 
     def name(self, user_id: Any) -> str:
         return self.names.get(user_id, f"user {user_id}")
