@@ -10,6 +10,7 @@ from .exceptions import (
     SerializationError,
     StorageUnavailableError,
 )
+from .fanout.manager import FanoutPriority, Manager
 from .feeds.aggregated import AggregatedFeed
 from .feeds.base import Feed
 from .feeds.memory import MemoryAggregatedFeed, MemoryFeed, MemoryNotificationFeed
@@ -26,7 +27,9 @@ __all__ = [
     "AsyncFeedsError",
     "BaseAggregator",
     "DuplicateActivityError",
+    "FanoutPriority",
     "Feed",
+    "Manager",
     "MemoryAggregatedFeed",
     "MemoryFeed",
     "MemoryNotificationFeed",

@@ -175,6 +175,26 @@ class AggregatedFeed(Feed):
         results = await cls._change(keys, None, cls._plan_remove(cls.activity_ids(activities)))
         return sum(results.values())
 
+    @classmethod
+    async def fanout_update(
+        cls, user_ids: Sequence[int | str], activities: Sequence[Activity]
+    ) -> int:
+        """Replace activities inside the groups of many users' feeds, in place; groups changed."""
+        fresh = {a.activity_id: a for a in activities}
+
+        def plan(current: list[AggregatedActivity]) -> Change:
+            upserts = [
+                g.model_copy(update={"activities": [fresh.get(a.activity_id, a)
+                                                    for a in g.activities]})
+                for g in current
+                if any(a.activity_id in fresh for a in g.activities)
+            ]
+            return Change(upserts, (), len(upserts))
+
+        keys = [cls.feed_key(u) for u in user_ids]
+        results = await cls._change(keys, None, plan) if fresh else {}
+        return sum(results.values())
+
     # -- one feed --------------------------------------------------------------------
     async def add(self, activity: Activity) -> list[AggregatedActivity]:  # type: ignore[override]
         """Add one activity; the new or changed groups."""

@@ -6,6 +6,7 @@ overriding ``get_timeline_storage`` and ``get_activity_storage``.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, ClassVar
@@ -152,6 +153,31 @@ class Feed:
         ids = cls.activity_ids(activities)
         removed = await cls.get_timeline_storage().remove_many({cls.feed_key(u): ids for u in user_ids})
         return sum(removed.values())
+
+    @classmethod
+    async def fanout_update(
+        cls, user_ids: Sequence[int | str], activities: Sequence[Activity]
+    ) -> int:
+        """Replace the copies of activities held by many users' feeds; never adds one elsewhere.
+
+        Id-only timelines hold no copy (the activity storage is the one to update).
+        """
+        storage = cls.get_timeline_storage()
+        if not storage.stores_payload or not activities:
+            return 0
+        keys = [cls.feed_key(u) for u in user_ids]
+        ids = [a.activity_id for a in activities]
+        held = await asyncio.gather(*(storage.contains_many(key, ids) for key in keys))
+        serializer = cls.get_serializer()
+        entries = {
+            key: [(a.activity_id, serializer.dumps(a))
+                  for a, found in zip(activities, flags, strict=True) if found]
+            for key, flags in zip(keys, held, strict=True)
+            if any(flags)
+        }
+        if entries:
+            await storage.add_many(entries, cls.max_length)
+        return sum(len(e) for e in entries.values())
 
     # -- one feed --------------------------------------------------------------------
     async def add(self, activity: Activity) -> int:

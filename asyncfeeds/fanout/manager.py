@@ -1,0 +1,464 @@
+"""``Manager``: publishes a user's activities into their followers' feeds, eagerly or via arq.
+
+The user's own feed and the activity storage are written inline; follower
+feeds are written in chunks of ``fanout_chunk_size`` users, each chunk one
+storage batch through ``Manager.fanout``: awaited inline in eager mode, or one
+arq job on the priority's queue when the manager has a ``queue``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..activity import Activity, AggregatedActivity
+from ..exceptions import StorageUnavailableError
+from ..feeds.aggregated import AggregatedFeed
+from ..feeds.base import Feed
+from ..metrics import Metrics
+from . import jobs
+from .jobs import FanoutJob
+
+logger = logging.getLogger("asyncfeeds.fanout")
+
+UserId = int | str
+
+
+class FanoutPriority(StrEnum):
+    """Which queue a follower group's fanout goes to."""
+
+    HIGH = "high"
+    LOW = "low"
+
+
+class Manager:
+    """Fans activities out to followers' feeds; subclasses implement ``get_user_follower_ids``."""
+
+    feed_classes: ClassVar[Mapping[str, type[Feed]]] = {}
+    user_feed_class: ClassVar[type[Feed] | None] = None
+    fanout_chunk_size: ClassVar[int] = 100
+    follow_activity_limit: ClassVar[int] = 5000
+    queue_names: ClassVar[Mapping[FanoutPriority, str]] = {
+        FanoutPriority.HIGH: "asyncfeeds:fanout:high",
+        FanoutPriority.LOW: "asyncfeeds:fanout:low",
+    }
+    activity_chunk_size: ClassVar[int] = 500
+    """How many activities one batch write takes when following or unfollowing."""
+    max_tries: ClassVar[int] = 5
+    """How often a fanout job runs before arq gives up on it."""
+    retry_delay: ClassVar[float] = 1.0
+    """Seconds before a failed job's second try; doubled for every further try."""
+    job_timeout: ClassVar[float] = 300.0
+    """Seconds one fanout job may take before it is retried."""
+    intent_ttl: ClassVar[int] = 3600
+    """Seconds the latest add/remove of an activity is remembered to order racing jobs."""
+    enqueue_concurrency: ClassVar[int] = 32
+    """How many jobs are handed to Redis at once."""
+    queue_url: ClassVar[str | None] = None
+    """Redis URL of the arq queue for workers; None falls back to ``ASYNCFEEDS_QUEUE_URL``."""
+    metrics: Metrics = Metrics()
+
+    def __init__(
+        self,
+        queue: Any = None,
+        *,
+        metrics: Metrics | None = None,
+        import_path: str | None = None,
+    ) -> None:
+        self._check_configuration()
+        if queue is not None and not hasattr(queue, "connection_pool"):
+            raise TypeError(
+                "queue must be an arq pool (asyncfeeds.fanout.create_queue or arq.create_pool)"
+            )
+        self.queue = queue
+        self._jobs_queue = _json_view(queue) if queue is not None else None
+        if metrics is not None:
+            self.metrics = metrics
+        cls = type(self)
+        self.import_path = import_path or f"{cls.__module__}:{cls.__qualname__}"
+
+    @classmethod
+    def _check_configuration(cls) -> None:
+        if not isinstance(cls.feed_classes, Mapping):
+            raise TypeError(f"{cls.__name__}.feed_classes must be a dict of name -> feed class")
+        for name, feed_class in cls.feed_classes.items():
+            if not (isinstance(feed_class, type) and issubclass(feed_class, Feed)):
+                raise TypeError(f"{cls.__name__}.feed_classes[{name!r}] is not a feed class")
+        if cls.user_feed_class is not None and not (
+            isinstance(cls.user_feed_class, type) and issubclass(cls.user_feed_class, Feed)
+        ):
+            raise TypeError(f"{cls.__name__}.user_feed_class is not a feed class")
+        for attr in ("fanout_chunk_size", "follow_activity_limit", "activity_chunk_size",
+                     "max_tries"):
+            value = getattr(cls, attr)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{cls.__name__}.{attr} must be a positive int, got {value!r}")
+
+    def __repr__(self) -> str:
+        mode = "arq" if self.queue is not None else "eager"
+        return f"<{type(self).__name__} {mode}>"
+
+    # -- what a subclass provides ------------------------------------------------------
+    async def get_user_follower_ids(self, user_id: UserId) -> Mapping[Any, Any]:
+        """Follower ids of ``user_id`` by priority: ``{FanoutPriority.HIGH: ids, ...}``.
+
+        Ids may be any iterable or async iterable; they are read once, chunk by chunk.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement get_user_follower_ids")
+
+    # -- feeds ---------------------------------------------------------------------------
+    def get_feeds(self, user_id: UserId) -> dict[str, Feed]:
+        """The feeds the user's followees fan out to, by name."""
+        return {name: feed_class(user_id) for name, feed_class in self.feed_classes.items()}
+
+    def get_user_feed(self, user_id: UserId) -> Feed:
+        """The feed of the user's own activities."""
+        if self.user_feed_class is None:
+            raise TypeError(f"{type(self).__name__}.user_feed_class is not set")
+        return self.user_feed_class(user_id)
+
+    # -- the public hook every chunk goes through ----------------------------------------
+    async def fanout(
+        self,
+        feed_class: type[Feed],
+        user_ids: Sequence[UserId],
+        operation: str,
+        activities: Sequence[Activity | str],
+    ) -> int:
+        """Apply ``operation`` ("add", "remove"; "update" internally) for a chunk in one batch."""
+        started = time.perf_counter()
+        if operation == "add":
+            written = await feed_class.fanout_add(user_ids, activities)  # type: ignore[arg-type]
+        elif operation == "remove":
+            written = await feed_class.fanout_remove(user_ids, activities)
+        elif operation == "update":
+            written = await feed_class.fanout_update(user_ids, activities)  # type: ignore[arg-type]
+        else:
+            raise ValueError(f"fanout operation must be 'add' or 'remove', got {operation!r}")
+        self.metrics.on_fanout(feed_class, operation, len(user_ids), time.perf_counter() - started)
+        return written
+
+    # -- publishing ----------------------------------------------------------------------
+    async def add_user_activity(self, user_id: UserId, activity: Activity) -> None:
+        """Store the activity, add it to the user's feed and fan it out to every follower feed."""
+        _check_user_id(user_id)
+        checked = self._validate([activity])
+        await self._store(checked, with_user_feed=False)
+        await self.get_user_feed(user_id).add_many(checked)
+        await self._record_intent(user_id, "add", checked)
+        await self._fanout_followers(user_id, "add", checked, self.feed_classes, guarded=True)
+        self.metrics.on_activity_published(1)
+
+    async def remove_user_activity(self, user_id: UserId, activity: Activity | str) -> None:
+        """Remove the activity from the user's feed and from every follower feed."""
+        _check_user_id(user_id)
+        if isinstance(activity, str):
+            ids = Feed.activity_ids([activity])
+        else:
+            ids = [a.activity_id for a in self._validate([activity])]
+        await self.get_user_feed(user_id).remove_many(ids)
+        await self._record_intent(user_id, "remove", ids)
+        await self._fanout_followers(user_id, "remove", ids, self.feed_classes, guarded=True)
+        self.metrics.on_activity_removed(1)
+
+    async def update_user_activities(self, activities: Iterable[Activity]) -> None:
+        """Replace the stored data of activities (same ids) wherever they are, moving nothing."""
+        checked = self._validate(activities)
+        if not checked:
+            return
+        await self._store(checked, with_user_feed=True)
+        by_actor: dict[UserId, list[Activity]] = {}
+        for activity in checked:
+            by_actor.setdefault(activity.actor, []).append(activity)
+        feed_classes = {n: c for n, c in self.feed_classes.items() if _holds_copies(c)}
+        for actor, own in by_actor.items():
+            if self.user_feed_class is not None and _holds_copies(self.user_feed_class):
+                await self.user_feed_class.fanout_update([actor], own)  # type: ignore[attr-defined]
+            if feed_classes:
+                await self._fanout_followers(actor, "update", own, feed_classes, guarded=False)
+        self.metrics.on_activity_updated(len(checked))
+
+    async def batch_import(
+        self,
+        user_id: UserId,
+        activities: Iterable[Activity],
+        fanout: bool = True,
+        chunk_size: int = 500,
+    ) -> None:
+        """Import many activities of one user, oldest first, ``chunk_size`` at a time."""
+        _check_user_id(user_id)
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        checked = sorted(self._validate(activities), key=lambda a: a.activity_id)
+        user_feed = self.get_user_feed(user_id)
+        for start in range(0, len(checked), chunk_size):
+            chunk = checked[start : start + chunk_size]
+            await self._store(chunk, with_user_feed=False)
+            await user_feed.add_many(chunk, trim=False)
+            if fanout:
+                await self._fanout_followers(user_id, "add", chunk, self.feed_classes,
+                                             guarded=False)
+        if checked:
+            self.metrics.on_activity_published(len(checked))
+
+    # -- following -------------------------------------------------------------------------
+    async def follow_user(self, user_id: UserId, target_id: UserId) -> None:
+        """Copy up to ``follow_activity_limit`` of the target's activities into the user's feeds."""
+        await self.follow_many_users(user_id, [target_id])
+
+    async def follow_many_users(self, user_id: UserId, target_ids: Iterable[UserId]) -> None:
+        """Copy up to ``follow_activity_limit`` activities of each target into the user's feeds."""
+        _check_user_id(user_id)
+        targets = _check_user_ids(target_ids)
+        activities = await self._target_activities(targets)
+        for start in range(0, len(activities), self.activity_chunk_size):
+            chunk = activities[start : start + self.activity_chunk_size]
+            for feed_class in self.feed_classes.values():
+                await self.fanout(feed_class, [user_id], "add", chunk)
+        self.metrics.on_follow(len(targets))
+
+    async def unfollow_user(self, user_id: UserId, target_id: UserId) -> None:
+        """Remove the target's activities from the user's feeds."""
+        await self.unfollow_many_users(user_id, [target_id])
+
+    async def unfollow_many_users(self, user_id: UserId, target_ids: Iterable[UserId]) -> None:
+        """Remove the targets' activities (``follow_activity_limit`` each) from the user's feeds."""
+        _check_user_id(user_id)
+        targets = _check_user_ids(target_ids)
+        ids = [a.activity_id for a in await self._target_activities(targets)]
+        for start in range(0, len(ids), self.activity_chunk_size):
+            chunk = ids[start : start + self.activity_chunk_size]
+            for feed_class in self.feed_classes.values():
+                await self.fanout(feed_class, [user_id], "remove", chunk)
+        self.metrics.on_unfollow(len(targets))
+
+    async def _target_activities(self, targets: Sequence[UserId]) -> list[Activity]:
+        """The newest activities of each target's own feed, merged oldest first."""
+        found: dict[str, Activity] = {}
+        for target in targets:
+            for item in await self.get_user_feed(target)[: self.follow_activity_limit]:
+                items = item.activities if isinstance(item, AggregatedActivity) else [item]
+                for activity in items:
+                    found[activity.activity_id] = activity
+        return [found[i] for i in sorted(found)]
+
+    # -- internals ---------------------------------------------------------------------------
+    def _validate(self, activities: Iterable[Activity]) -> list[Activity]:
+        """Every activity must suit the user feed and every follower feed: ``TypeError`` first."""
+        if self.user_feed_class is None:
+            raise TypeError(f"{type(self).__name__}.user_feed_class is not set")
+        checked = self.user_feed_class.validate_activities(activities)
+        for feed_class in self.feed_classes.values():
+            feed_class.validate_activities(checked)
+        return checked
+
+    async def _store(self, activities: Sequence[Activity], *, with_user_feed: bool) -> None:
+        """Write the activities once into each distinct activity storage that id-only feeds read."""
+        assert self.user_feed_class is not None
+        seen = set()
+        if not with_user_feed and _reads_activity_storage(self.user_feed_class):
+            seen.add(_storage_identity(self.user_feed_class))  # its add_many stores them
+        for feed_class in (self.user_feed_class, *self.feed_classes.values()):
+            if not _reads_activity_storage(feed_class):
+                continue
+            identity = _storage_identity(feed_class)
+            if identity not in seen:
+                seen.add(identity)
+                await feed_class.insert_activities(activities)
+
+    async def _record_intent(
+        self, user_id: UserId, operation: str, activities: Sequence[Activity | str]
+    ) -> None:
+        """Remember (arq mode) that the user's latest wish for these activities is ``operation``."""
+        if self._jobs_queue is None:
+            return
+        assert self.user_feed_class is not None
+        feed_key = self.user_feed_class.feed_key(user_id)
+        ids = [a if isinstance(a, str) else a.activity_id for a in activities]
+        async with _queue_errors(self.queue):
+            async with self._jobs_queue.pipeline(transaction=False) as pipe:
+                for activity_id in ids:
+                    pipe.set(jobs.intent_key(feed_key, activity_id), operation, ex=self.intent_ttl)
+                await pipe.execute()
+
+    async def _fanout_followers(
+        self,
+        user_id: UserId,
+        operation: str,
+        activities: Sequence[Activity | str],
+        feed_classes: Mapping[str, type[Feed]],
+        *,
+        guarded: bool,
+    ) -> None:
+        """Chunk the followers of every priority and run or enqueue one job per chunk and class."""
+        if not activities or not feed_classes:
+            return
+        intent = None
+        if guarded and self._jobs_queue is not None and len(activities) == 1:
+            assert self.user_feed_class is not None
+            only = activities[0]
+            intent = jobs.intent_key(self.user_feed_class.feed_key(user_id),
+                                     only if isinstance(only, str) else only.activity_id)
+        groups = await self._follower_groups(user_id)
+        for priority, follower_ids in groups:
+            dispatcher = _Dispatcher(self, priority)
+            async for chunk in _chunks(follower_ids, self.fanout_chunk_size):
+                for name, feed_class in feed_classes.items():
+                    job = FanoutJob(self.import_path, name, operation, chunk, activities, intent)
+                    await dispatcher.submit(job, feed_class)
+            await dispatcher.close()
+
+    async def _follower_groups(self, user_id: UserId) -> list[tuple[FanoutPriority, Any]]:
+        result = self.get_user_follower_ids(user_id)
+        if inspect.isawaitable(result):
+            result = await result
+        if not isinstance(result, Mapping):
+            raise TypeError(
+                "get_user_follower_ids must return {FanoutPriority: ids}, "
+                f"got {type(result).__name__}"
+            )
+        groups = []
+        for key, ids in result.items():
+            try:
+                priority = FanoutPriority(key.lower() if isinstance(key, str) else key)
+            except ValueError:
+                raise ValueError(
+                    f"unknown fanout priority {key!r}; use FanoutPriority.HIGH or .LOW"
+                ) from None
+            if ids is not None:
+                groups.append((priority, ids))
+        return groups
+
+
+class _Dispatcher:
+    """Runs jobs inline (eager) or enqueues them on arq a batch at a time (arq mode)."""
+
+    def __init__(self, manager: Manager, priority: FanoutPriority) -> None:
+        self.manager = manager
+        self.priority = priority
+        self.pending: list[Awaitable[bool]] = []
+        self.enqueued = 0
+        self.duplicates = 0
+
+    async def submit(self, job: FanoutJob, feed_class: type[Feed]) -> None:
+        if self.manager._jobs_queue is None:
+            await jobs.execute(self.manager, job, feed_class)
+            return
+        self.pending.append(self._enqueue(job, feed_class))
+        if len(self.pending) >= self.manager.enqueue_concurrency:
+            await self._flush()
+
+    async def _enqueue(self, job: FanoutJob, feed_class: type[Feed]) -> bool:
+        queue = self.manager._jobs_queue
+        assert queue is not None
+        enqueued = await queue.enqueue_job(
+            jobs.JOB_FUNCTION,
+            jobs.encode(job, feed_class),
+            _job_id=job.job_id,
+            _queue_name=self.manager.queue_names[self.priority],
+        )
+        return enqueued is not None
+
+    async def _flush(self) -> None:
+        pending, self.pending = self.pending, []
+        async with _queue_errors(self.manager.queue):
+            results = await asyncio.gather(*pending)
+        new = sum(results)
+        self.enqueued += new
+        self.duplicates += len(results) - new
+
+    async def close(self) -> None:
+        if self.pending:
+            await self._flush()
+        if self.enqueued or self.duplicates:
+            self.manager.metrics.on_jobs_enqueued(self.priority.value, self.enqueued,
+                                                  self.duplicates)
+
+
+@asynccontextmanager
+async def _queue_errors(queue: Any) -> AsyncIterator[None]:
+    """Turn a failed connection to the queue's Redis into ``StorageUnavailableError``."""
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+        options = queue.connection_pool.connection_kwargs
+        where = f"{options.get('host', '?')}:{options.get('port', '?')}"
+        raise StorageUnavailableError(
+            f"cannot reach the fanout queue's Redis at {where}: {error}"
+        ) from error
+
+
+def _json_view(queue: Any) -> Any:
+    """An arq client on the queue's connections that always writes JSON jobs, never pickle."""
+    from arq.connections import ArqRedis
+
+    return ArqRedis(
+        pool_or_conn=queue.connection_pool,
+        job_serializer=jobs.dumps,
+        job_deserializer=jobs.loads,
+    )
+
+
+async def _chunks(ids: Any, size: int) -> AsyncIterator[list[UserId]]:
+    """Lists of at most ``size`` ids from an iterable or async iterable, read lazily."""
+    chunk: list[UserId] = []
+    if hasattr(ids, "__aiter__"):
+        async for user_id in ids:
+            chunk.append(_check_user_id(user_id))
+            if len(chunk) == size:
+                yield chunk
+                chunk = []
+    else:
+        if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
+            raise TypeError(f"follower ids must be an iterable of ids, got {type(ids).__name__}")
+        for user_id in ids:
+            chunk.append(_check_user_id(user_id))
+            if len(chunk) == size:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
+
+
+def _check_user_id(user_id: Any) -> UserId:
+    if isinstance(user_id, bool) or not isinstance(user_id, int | str):
+        raise TypeError(f"user ids must be ints or strs, got {user_id!r}")
+    return user_id
+
+
+def _check_user_ids(user_ids: Iterable[UserId]) -> list[UserId]:
+    if isinstance(user_ids, str | bytes) or not isinstance(user_ids, Iterable):
+        raise TypeError(f"expected an iterable of user ids, got {user_ids!r}")
+    return [_check_user_id(u) for u in user_ids]
+
+
+def _reads_activity_storage(feed_class: type[Feed]) -> bool:
+    """Flat feeds whose timelines hold ids only read activity data from the activity storage."""
+    if issubclass(feed_class, AggregatedFeed):
+        return False
+    return not feed_class.get_timeline_storage().stores_payload
+
+
+def _holds_copies(feed_class: type[Feed]) -> bool:
+    """Feeds keeping their own copy of activity data need an update fanout to change it."""
+    if issubclass(feed_class, AggregatedFeed):
+        return True
+    return bool(feed_class.get_timeline_storage().stores_payload)
+
+
+def _storage_identity(feed_class: type[Feed]) -> tuple[Any, ...]:
+    return (
+        type(feed_class.get_activity_storage()),
+        feed_class.activity_key_prefix,
+        getattr(feed_class, "redis_server", None),
+        getattr(feed_class, "cassandra_cluster", None),
+    )

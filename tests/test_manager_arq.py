@@ -1,0 +1,292 @@
+"""The fanout Manager in arq mode: real Redis, real arq workers (in-process, burst)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import fanout_app
+import orjson
+import pytest
+from arq.connections import ArqRedis
+from arq.worker import FailedJobs, Worker
+from conftest import make_activity
+from fanout_app import AppAggregatedFeed, AppFeed, AppManager, AppUserFeed
+
+import asyncfeeds
+from asyncfeeds import Activity, FanoutPriority, StorageUnavailableError
+from asyncfeeds.fanout import create_queue
+from asyncfeeds.fanout.jobs import JOB_FUNCTION, FanoutJob, decode, encode
+from asyncfeeds.metrics import Metrics
+from asyncfeeds.worker import create_worker
+
+HIGH, LOW = FanoutPriority.HIGH, FanoutPriority.LOW
+
+
+@pytest.fixture
+async def queue() -> AsyncIterator[ArqRedis]:
+    """A JSON arq pool on the test Redis; the app's feeds and queues are dropped afterwards."""
+    fanout_app.configure()
+    pool = await create_queue(fanout_app.REDIS_URL)
+    try:
+        yield pool
+    finally:
+        await drop_queues(pool)
+        for feed_class in (AppFeed, AppAggregatedFeed, AppUserFeed):
+            await feed_class.flush()
+        async for key in pool.scan_iter(match=f"asyncfeeds:intent:{fanout_app.PREFIX}:*"):
+            await pool.delete(key)
+        await pool.aclose()
+        await asyncfeeds.aclose()
+
+
+async def drop_queues(pool: ArqRedis) -> None:
+    for name in AppManager.queue_names.values():
+        for job_id in await pool.zrange(name, 0, -1):
+            job_id = job_id.decode()
+            await pool.delete(f"arq:job:{job_id}", f"arq:in-progress:{job_id}",
+                              f"arq:retry:{job_id}")
+        await pool.delete(name, f"{name}:health-check")
+
+
+async def drain(manager: AppManager, priority: str = "high", **kwargs: Any) -> Worker:
+    """Run a burst worker until the priority's queue is empty; fail on a failed job."""
+    worker = create_worker(manager, priority, burst=True, poll_delay=0.02,
+                           handle_signals=False, **kwargs)
+    await worker.run_check()
+    return worker
+
+
+async def holders(feed_class: type, user_ids: Sequence[Any], activity: Activity) -> int:
+    found = 0
+    for start in range(0, len(user_ids), 250):
+        batch = user_ids[start : start + 250]
+        found += sum(await asyncio.gather(*(feed_class(u).contains(activity) for u in batch)))
+    return found
+
+
+async def queued(pool: ArqRedis, priority: FanoutPriority) -> int:
+    return await pool.zcard(AppManager.queue_names[priority])
+
+
+class Recorder(Metrics):
+    def __init__(self) -> None:
+        self.enqueued: list[tuple[str, int, int]] = []
+        self.retries: list[tuple[str, str, int]] = []
+
+    def on_jobs_enqueued(self, priority: str, enqueued: int, duplicates: int) -> None:
+        self.enqueued.append((priority, enqueued, duplicates))
+
+    def on_job_retry(self, feed_class: type, operation: str, attempt: int) -> None:
+        self.retries.append((feed_class.__name__, operation, attempt))
+
+
+async def test_fanout_by_priority_to_thousands_of_followers(queue: ArqRedis) -> None:
+    high, low = list(range(10_000, 12_000)), list(range(20_000, 21_000))
+    manager = AppManager(queue, followers={1: {HIGH: high, LOW: iter(low)}})
+    activity = make_activity(1, actor=1)
+    await manager.add_user_activity(1, activity)
+
+    # Returned: the user's feed and the activity data are written, followers wait for jobs.
+    assert await AppUserFeed(1)[:] == [activity]
+    assert await holders(AppFeed, high[:50] + low[:50], activity) == 0
+    assert await queued(queue, HIGH) == 2 * len(high) // 50
+    assert await queued(queue, LOW) == 2 * len(low) // 50
+
+    job_id = (await queue.zrange(AppManager.queue_names[HIGH], 0, 0))[0].decode()
+    stored = orjson.loads(await queue.get(f"arq:job:{job_id}"))  # plain JSON, not pickle
+    assert stored["f"] == JOB_FUNCTION
+    payload = stored["a"][0]
+    assert payload["manager"] == "fanout_app:AppManager" and payload["op"] == "add"
+    assert payload["feed"] in ("flat", "aggregated") and len(payload["users"]) == 50
+
+    await drain(manager, "high")
+    assert await holders(AppFeed, high, activity) == len(high)
+    assert await holders(AppAggregatedFeed, high, activity) == len(high)
+    assert await holders(AppFeed, low, activity) == 0
+    await drain(manager, "low")
+    assert await holders(AppFeed, low, activity) == len(low)
+    assert await holders(AppAggregatedFeed, low, activity) == len(low)
+    assert await AppFeed(10_500)[:] == [activity]
+
+
+async def test_payload_round_trip_is_plain_json() -> None:
+    activity = make_activity(3, actor=2, extra_context={"tags": ["a", 1]})
+    manager = AppManager()
+    job = FanoutJob(manager.import_path, "flat", "add", [1, "u2"], [activity])
+    payload = orjson.loads(orjson.dumps(encode(job, AppFeed)))
+    decoded, feed_class = decode(manager, payload)
+    assert feed_class is AppFeed
+    assert decoded == job and decoded.job_id == job.job_id
+    assert decoded.activities[0].extra_context == {"tags": ["a", 1]}
+    removal = FanoutJob(manager.import_path, "flat", "remove", [1], [activity.activity_id])
+    assert removal.job_id != job.job_id
+    assert encode(removal, AppFeed)["activities"] == [activity.activity_id]
+    for broken in ({**payload, "feed": "nope"}, {**payload, "op": "drop"}, {"v": 1}):
+        with pytest.raises(ValueError):
+            decode(manager, broken)
+
+
+async def test_duplicate_enqueue_while_queued_or_running_runs_once(queue: ArqRedis) -> None:
+    followers = list(range(300, 400))
+    activity = make_activity(5, actor=2)
+    jobs_per_publish = 2 * len(followers) // 50
+    recorder = Recorder()
+
+    class Republishing(AppManager):
+        republished = False
+
+        async def fanout(self, feed_class: type, user_ids: Sequence[Any], operation: str,
+                         activities: Sequence[Any]) -> int:
+            if not self.republished:  # the same work again while this job is running
+                type(self).republished = True
+                await self.add_user_activity(2, activity)
+            return await super().fanout(feed_class, user_ids, operation, activities)
+
+    manager = Republishing(queue, followers={2: {HIGH: followers}}, metrics=recorder)
+    await manager.add_user_activity(2, activity)
+    await manager.add_user_activity(2, activity)
+    assert await queued(queue, HIGH) == jobs_per_publish
+    worker = await drain(manager, "high", max_jobs=1)
+
+    assert worker.jobs_complete == jobs_per_publish
+    assert recorder.enqueued == [("high", jobs_per_publish, 0), ("high", 0, jobs_per_publish),
+                                 ("high", 0, jobs_per_publish)]
+    assert await holders(AppFeed, followers, activity) == len(followers)
+    for user_id in (300, 399):
+        assert await AppFeed(user_id).count() == 1
+        groups = await AppAggregatedFeed(user_id)[:]
+        assert [g.activity_count for g in groups] == [1]
+
+
+async def test_finished_work_can_be_enqueued_again(queue: ArqRedis) -> None:
+    followers = list(range(500, 560))
+    manager = AppManager(queue, followers={3: {HIGH: followers}})
+    activity = make_activity(7, actor=3)
+
+    for operation, present in (("add", True), ("remove", False), ("add", True)):
+        if operation == "add":
+            await manager.add_user_activity(3, activity)
+        else:
+            await manager.remove_user_activity(3, activity)
+        await drain(manager)
+        expected = len(followers) if present else 0
+        assert await holders(AppFeed, followers, activity) == expected
+        assert await holders(AppAggregatedFeed, followers, activity) == expected
+
+
+async def test_racing_add_and_remove_jobs_end_as_the_user_asked_last(queue: ArqRedis) -> None:
+    followers = list(range(600, 660))
+    manager = AppManager(queue, followers={4: {HIGH: followers}})
+    activity = make_activity(8, actor=4)
+
+    # add -> remove -> add, no worker in between: the second add is a duplicate of the
+    # queued first one, and the remove job must not win whatever the order jobs run in.
+    await manager.add_user_activity(4, activity)
+    await manager.remove_user_activity(4, activity)
+    await manager.add_user_activity(4, activity)
+    await drain(manager)
+    assert await holders(AppFeed, followers, activity) == len(followers)
+    assert await holders(AppAggregatedFeed, followers, activity) == len(followers)
+
+    await manager.add_user_activity(4, activity)
+    await manager.remove_user_activity(4, activity)
+    await drain(manager)
+    assert await holders(AppFeed, followers, activity) == 0
+    assert await holders(AppAggregatedFeed, followers, activity) == 0
+    assert await AppUserFeed(4).count() == 0
+
+
+async def test_failed_job_is_retried_and_the_result_is_exact(queue: ArqRedis) -> None:
+    followers = list(range(700, 800))
+    failed: set[tuple[str, Any]] = set()
+    recorder = Recorder()
+
+    class Flaky(AppManager):
+        async def fanout(self, feed_class: type, user_ids: Sequence[Any], operation: str,
+                         activities: Sequence[Any]) -> int:
+            written = await super().fanout(feed_class, user_ids[:10], operation, activities)
+            if (feed_class.__name__, user_ids[0]) not in failed:
+                failed.add((feed_class.__name__, user_ids[0]))
+                raise ConnectionError("injected failure after a partial write")
+            return written + await super().fanout(feed_class, user_ids[10:], operation,
+                                                  activities)
+
+    manager = Flaky(queue, followers={5: {LOW: followers}}, metrics=recorder)
+    activity = make_activity(9, actor=5)
+    await manager.add_user_activity(5, activity)
+    worker = await drain(manager, "low")
+
+    jobs = 2 * len(followers) // 50
+    assert worker.jobs_retried == jobs and worker.jobs_complete == jobs
+    assert sorted(r[2] for r in recorder.retries) == [1] * jobs
+    for user_id in followers:
+        assert await AppFeed(user_id).count() == 1
+    assert await holders(AppAggregatedFeed, followers, activity) == len(followers)
+    assert {g.activity_count for u in (700, 799) for g in await AppAggregatedFeed(u)[:]} == {1}
+
+
+async def test_a_job_failing_every_try_gives_up(queue: ArqRedis) -> None:
+    class Broken(AppManager):
+        max_tries = 2
+
+        async def fanout(self, *args: Any) -> int:
+            raise ConnectionError("always down")
+
+    manager = Broken(queue, followers={6: {HIGH: [1, 2]}})
+    await manager.add_user_activity(6, make_activity(10, actor=6))
+    with pytest.raises(FailedJobs):
+        await drain(manager)
+    assert await queued(queue, HIGH) == 0
+
+
+async def test_update_and_batch_import_in_arq_mode(queue: ArqRedis) -> None:
+    followers = list(range(800, 870))
+    manager = AppManager(queue, followers={7: {HIGH: followers}})
+    activities = [make_activity(n, actor=7, extra_context={"v": 1}) for n in range(40)]
+    await manager.batch_import(7, activities, chunk_size=15)
+    assert await AppUserFeed(7).count() == 40
+    await drain(manager)
+    newest_first = sorted(activities, key=lambda a: a.activity_id, reverse=True)
+    for user_id in (800, 835, 869):
+        assert await AppFeed(user_id)[:] == newest_first
+        assert sum(g.activity_count for g in await AppAggregatedFeed(user_id)[:]) == 40
+
+    changed = activities[35].model_copy(update={"extra_context": {"v": 2}})
+    await manager.update_user_activities([changed])
+    assert (await AppFeed(800)[4]).extra_context == {"v": 2}  # the activity storage
+    await drain(manager)
+    for user_id in (800, 869):
+        groups = await AppAggregatedFeed(user_id)[:]
+        held = {a.activity_id: a.extra_context for g in groups for a in g.activities}
+        assert held[changed.activity_id] == {"v": 2}
+        assert sum(g.activity_count for g in groups) == 40
+
+
+async def test_follow_and_unfollow_write_inline_in_arq_mode(queue: ArqRedis) -> None:
+    manager = AppManager(queue)
+    activities = [make_activity(n, actor=8) for n in range(6)]
+    await manager.batch_import(8, activities, fanout=False)
+    await manager.follow_user(9, 8)
+    assert await AppFeed(9).count() == 6 and await AppAggregatedFeed(9).count() == 1
+    await manager.unfollow_user(9, 8)
+    assert await AppFeed(9).count() == 0 and await AppAggregatedFeed(9).count() == 0
+    assert await queued(queue, HIGH) == 0
+
+
+async def test_unreachable_queue_is_a_clear_error() -> None:
+    async with asyncio.timeout(15):
+        with pytest.raises(StorageUnavailableError, match=r"127\.0\.0\.1:1\b"):
+            await create_queue("redis://127.0.0.1:1/0")
+        fanout_app.configure()
+        dead = ArqRedis(host="127.0.0.1", port=1, socket_connect_timeout=1)
+        manager = AppManager(dead, followers={1: {HIGH: [2]}})
+        try:
+            with pytest.raises(StorageUnavailableError, match=r"127\.0\.0\.1:1\b"):
+                await manager.add_user_activity(1, make_activity(11, actor=1))
+        finally:
+            await AppUserFeed.flush()
+            await asyncfeeds.aclose()
+    with pytest.raises(ValueError, match="standalone Redis"):
+        await create_queue("redis+cluster://127.0.0.1:7101")
