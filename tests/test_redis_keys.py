@@ -1,0 +1,74 @@
+"""Redis keys: one hash tag (one cluster slot) per feed, activity shards spread, flush finds all."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import BACKENDS, Like, make_activity
+from redis.crc import key_slot
+
+from asyncfeeds.storage.redis import get_server
+from asyncfeeds.storage.redis.keys import ACTIVITY_SHARDS, feed_key_pattern
+
+pytestmark = pytest.mark.parametrize(
+    "backend", [b for b in BACKENDS if b in ("redis", "redis-cluster")], indirect=True
+)
+
+
+def slot(key: str) -> int:
+    return key_slot(key.encode())
+
+
+async def keys_of(feed_class) -> list[str]:
+    """Every Redis key of every feed of a class (all nodes of a cluster)."""
+    return await get_server("default").scan(feed_key_pattern(feed_class.key_prefix()))
+
+
+async def test_all_keys_of_one_feed_share_one_slot(backend):
+    flat = backend.feed()
+    notification = backend.feed("notification")
+    for user_id in range(1, 6):
+        await flat(user_id).add(make_activity(user_id))
+        feed = notification(user_id)
+        await feed.add_many([make_activity(1, verb=Like), make_activity(2, verb=Like, object=9)])
+        await feed.mark_activity((await feed[0]).aggregated_id, seen=True)
+    flat_keys = await keys_of(flat)
+    assert len(flat_keys) == 5 and all(k.endswith("}:tl") for k in flat_keys)
+    notification_keys = await keys_of(notification)
+    assert {k.rsplit(":", 1)[1] for k in notification_keys} == {
+        "scores", "groups", "v", "unseen", "unread"
+    }
+    for feed_class, keys in ((flat, flat_keys), (notification, notification_keys)):
+        for user_id in range(1, 6):
+            tag = "{" + feed_class.feed_key(user_id) + "}"
+            own = [k for k in keys if k.startswith(tag)]
+            assert own and {slot(k) for k in own} == {slot(tag)}
+        assert len({slot(k) for k in keys}) == 5  # different feeds spread
+
+
+async def test_activity_shards_spread_over_slots_and_flush_removes_them(backend):
+    feed_class = backend.feed(max_length=500)
+    activities = [make_activity(n) for n in range(300)]
+    await feed_class(1).add_many(activities)
+    storage = feed_class.get_activity_storage()
+    shard_keys = await get_server("default").scan(f"{{{storage.prefix}:*}}:activities")
+    assert len(shard_keys) > 100 and len(shard_keys) <= ACTIVITY_SHARDS
+    assert len({slot(k) for k in shard_keys}) > len(shard_keys) // 2
+    if backend.name == "redis-cluster":
+        client = get_server("default").client()
+        assert len({client.get_node_from_key(k).name for k in shard_keys}) == 3
+    assert len(await storage.get_many([a.activity_id for a in activities])) == 300
+    await feed_class.flush()
+    assert await keys_of(feed_class) == []
+    assert await get_server("default").scan(f"{{{storage.prefix}:*}}:activities") == []
+
+
+async def test_flush_of_one_class_leaves_other_prefixes(backend):
+    first = backend.feed()
+    second = backend.feed("aggregated")
+    await first(1).add(make_activity(1))
+    await second(1).add(make_activity(1))
+    await second.get_group_storage().flush(first.key_prefix())
+    await first.get_timeline_storage().flush(second.key_prefix())
+    assert await first(1).count() == 1 and await second(1).count() == 1
+    await second.flush()
+    assert await keys_of(second) == [] and await first(1).count() == 1
