@@ -64,6 +64,11 @@ def redis_url(name: str) -> str:
     return os.environ.get("ASYNCFEEDS_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+def redis_configured(name: str) -> bool:
+    """Whether a Redis of this name was configured or ``ASYNCFEEDS_REDIS_URL`` is set."""
+    return name in _redis or bool(os.environ.get("ASYNCFEEDS_REDIS_URL"))
+
+
 def cassandra_options(name: str) -> dict[str, Any]:
     """The options of a configured Cassandra cluster, completed from the environment."""
     options = dict(CASSANDRA_DEFAULTS)
