@@ -13,6 +13,7 @@ from .exceptions import (
 from .fanout.manager import FanoutPriority, Manager
 from .feeds.aggregated import AggregatedFeed
 from .feeds.base import Feed
+from .feeds.cassandra import CassandraAggregatedFeed, CassandraFeed, CassandraNotificationFeed
 from .feeds.memory import MemoryAggregatedFeed, MemoryFeed, MemoryNotificationFeed
 from .feeds.notification import NotificationFeed
 from .feeds.redis import RedisAggregatedFeed, RedisFeed, RedisNotificationFeed
@@ -26,6 +27,9 @@ __all__ = [
     "AggregatedFeed",
     "AsyncFeedsError",
     "BaseAggregator",
+    "CassandraAggregatedFeed",
+    "CassandraFeed",
+    "CassandraNotificationFeed",
     "DuplicateActivityError",
     "FanoutPriority",
     "Feed",

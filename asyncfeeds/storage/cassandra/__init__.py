@@ -1,0 +1,16 @@
+"""The Cassandra backend through acsylla: denormalised timelines, one-row aggregated feeds."""
+
+from .activities import CassandraActivityStorage
+from .connection import CassandraClient, get_client
+from .groups import CassandraGroupStorage
+from .pubsub import CountsNotifier
+from .timelines import CassandraTimelineStorage
+
+__all__ = [
+    "CassandraActivityStorage",
+    "CassandraClient",
+    "CassandraGroupStorage",
+    "CassandraTimelineStorage",
+    "CountsNotifier",
+    "get_client",
+]

@@ -1,0 +1,280 @@
+"""Aggregated and notification feeds: each feed's whole group state in ONE row.
+
+The row holds ``groups`` (id -> serialised group), ``scores``, the ``unseen``
+and ``unread`` markers and a ``version`` token. A commit is one lightweight
+transaction, ``UPDATE ... IF version = <read token>``, so groups, trim and
+markers change together or not at all, and a concurrent writer simply retries.
+Tokens are random, never reused, so a deleted and re-created feed cannot be
+mistaken for the one a slow writer read.
+
+Two things keep many concurrent writers in one process cheap: commits to the
+same feed queue behind an in-process lock (no Paxos contention with
+ourselves), and a write whose token this process already saw replaced fails
+at once, without a round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import acsylla
+
+from ...exceptions import ConcurrentUpdateError
+from ..base import Counts, GroupSnapshot, GroupWrite
+from . import registry
+from .connection import CassandraClient, get_client
+from .pubsub import CountsNotifier
+
+MAX_MARK_ATTEMPTS = 200
+_MAX_SUPERSEDED = 100_000
+_superseded: set[int] = set()
+_locks: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """The version a snapshot was read at: the token and the feed's small per-group data."""
+
+    token: int | None
+    scores: dict[str, int] = field(default_factory=dict)
+    unseen: frozenset[str] = frozenset()
+    unread: frozenset[str] = frozenset()
+
+    def counts(self) -> Counts:
+        """Unseen and unread counts at this version."""
+        return {"unseen_count": len(self.unseen), "unread_count": len(self.unread)}
+
+
+_EMPTY = FeedState(None)
+
+
+def _ordered(scores: dict[str, int]) -> list[str]:
+    """Group ids by score, highest first (ties by id, as on every backend)."""
+    return sorted(scores, key=lambda i: (scores[i], i), reverse=True)
+
+
+def _lock(key: str) -> asyncio.Lock:
+    lock_key = (id(asyncio.get_running_loop()), key)
+    lock = _locks.get(lock_key)
+    if lock is None:
+        lock = _locks[lock_key] = asyncio.Lock()
+    return lock
+
+
+def _supersede(token: int | None) -> None:
+    if token is not None:
+        if len(_superseded) > _MAX_SUPERSEDED:
+            _superseded.clear()
+        _superseded.add(token)
+
+
+class CassandraGroupStorage:
+    """Aggregated feeds of one key prefix in a shared ``groups`` table."""
+
+    def __init__(
+        self, cluster: str, table: str, key_prefix: str, notifier: CountsNotifier | None
+    ) -> None:
+        self.cluster = cluster
+        self.table = table
+        self.key_prefix = key_prefix
+        self.notifier = notifier
+
+    def _client(self) -> tuple[CassandraClient, str]:
+        client = get_client(self.cluster)
+        return client, client.table(self.table)
+
+    async def _read(
+        self,
+        client: CassandraClient,
+        table: str,
+        key: str,
+        with_groups: bool = True,
+        consistency: acsylla.Consistency | None = None,
+    ) -> tuple[FeedState, dict[str, bytes]]:
+        columns = "version, scores, unseen, unread" + (", groups" if with_groups else "")
+        result = await client.execute(
+            f"SELECT {columns} FROM {table} WHERE feed_key = ?", [key], consistency=consistency
+        )
+        row = result.first()
+        if row is None or row["version"] is None:
+            return _EMPTY, {}
+        state = FeedState(
+            row["version"],
+            dict(row["scores"] or {}),
+            frozenset(row["unseen"] or ()),
+            frozenset(row["unread"] or ()),
+        )
+        return state, dict(row["groups"] or {}) if with_groups else {}
+
+    # -- the optimistic protocol -------------------------------------------------------
+    async def read_many(self, keys: Sequence[str], limit: int | None) -> list[GroupSnapshot]:
+        client, table = self._client()
+        reads = await asyncio.gather(*(self._read(client, table, key) for key in keys))
+        snapshots = []
+        for state, groups in reads:
+            ids = _ordered(state.scores)[:limit]
+            snapshots.append(GroupSnapshot(state, [(i, groups[i]) for i in ids if i in groups]))
+        return snapshots
+
+    async def commit_many(self, writes: Sequence[GroupWrite], markers: bool) -> list[bool]:
+        client, table = self._client()
+        commits = asyncio.gather(*(self._commit(client, table, w, markers) for w in writes))
+        _, results = await asyncio.gather(
+            registry.register(client, self.table, self.key_prefix, [w.key for w in writes]),
+            commits,
+        )
+        return list(results)
+
+    async def _commit(
+        self, client: CassandraClient, table: str, write: GroupWrite, markers: bool
+    ) -> bool:
+        state = write.version
+        if not isinstance(state, FeedState):
+            raise TypeError(f"{write.key}: a version read from this storage is needed")
+        scores = dict(state.scores)
+        for aggregated_id in write.removals:
+            scores.pop(aggregated_id, None)
+        upserts = {aggregated_id: (score, data) for aggregated_id, score, data in write.upserts}
+        for aggregated_id, (score, _) in upserts.items():
+            scores[aggregated_id] = score
+        trimmed = set() if write.max_length is None else set(_ordered(scores)[write.max_length :])
+        dropped = (set(write.removals) - set(upserts)) | trimmed
+        kept = {i: v for i, v in upserts.items() if i not in trimmed}
+        unseen = (set(write.unseen) - dropped) if markers else set()
+        token = secrets.randbits(63)
+        params = [
+            {i: data for i, (_, data) in kept.items()},
+            dropped,
+            {i: score for i, (score, _) in kept.items()},
+            dropped,
+            unseen,
+            dropped,
+            unseen,
+            dropped,
+            token,
+            write.key,
+            state.token,
+        ]
+        cql = (
+            f"UPDATE {table} SET groups = groups + ?, groups = groups - ?, "
+            f"scores = scores + ?, scores = scores - ?, unseen = unseen + ?, unseen = unseen - ?, "
+            f"unread = unread + ?, unread = unread - ?, version = ? WHERE feed_key = ? "
+            f"IF version = ?"
+        )
+        async with _lock(write.key):
+            if state.token in _superseded:
+                return False
+            applied = await self._conditional(client, table, write.key, cql, params, token)
+            _supersede(state.token)
+        if applied and markers and self.notifier is not None:
+            after = FeedState(
+                token, {}, (state.unseen | unseen) - dropped, (state.unread | unseen) - dropped
+            )
+            await self.notifier.publish(write.key, after.counts())
+        return applied
+
+    async def _conditional(
+        self,
+        client: CassandraClient,
+        table: str,
+        key: str,
+        cql: str,
+        params: list[Any],
+        token: int,
+    ) -> bool:
+        """Run one ``IF version = ?`` update; after a timeout, a serial read tells the outcome."""
+        try:
+            result = await client.execute(cql, params)
+        except (
+            acsylla.errors.CassErrorServerWriteTimeout,
+            acsylla.errors.CassErrorServerReadTimeout,
+        ):
+            state, _ = await self._read(
+                client, table, key, with_groups=False, consistency=client.serial_consistency
+            )
+            return state.token == token
+        return bool(result.first()["[applied]"])
+
+    # -- reads -------------------------------------------------------------------------
+    async def get_slice(self, key: str, start: int, stop: int | None) -> list[tuple[str, bytes]]:
+        client, table = self._client()
+        state, groups = await self._read(client, table, key)
+        return [(i, groups[i]) for i in _ordered(state.scores)[start:stop] if i in groups]
+
+    async def count(self, key: str) -> int:
+        client, table = self._client()
+        state, _ = await self._read(client, table, key, with_groups=False)
+        return len(state.scores)
+
+    # -- markers -----------------------------------------------------------------------
+    async def marker_state(self, key: str, ids: Sequence[str]) -> list[tuple[bool, bool]]:
+        client, table = self._client()
+        state, _ = await self._read(client, table, key, with_groups=False)
+        return [(i not in state.unseen, i not in state.unread) for i in ids]
+
+    async def marker_counts(self, key: str) -> Counts:
+        client, table = self._client()
+        state, _ = await self._read(client, table, key, with_groups=False)
+        return state.counts()
+
+    async def mark(self, key: str, ids: Sequence[str] | None, seen: bool, read: bool) -> Counts:
+        client, table = self._client()
+        cql = (
+            f"UPDATE {table} SET unseen = unseen - ?, unread = unread - ?, version = ? "
+            f"WHERE feed_key = ? IF version = ?"
+        )
+        for attempt in range(MAX_MARK_ATTEMPTS):
+            state, _ = await self._read(client, table, key, with_groups=False)
+            targets = set(state.scores) if ids is None else set(ids)
+            unseen = state.unseen & targets if seen else frozenset()
+            unread = state.unread & targets if read else frozenset()
+            if not unseen and not unread:
+                return state.counts()
+            token = secrets.randbits(63)
+            async with _lock(key):
+                applied = state.token not in _superseded and await self._conditional(
+                    client, table, key, cql, [set(unseen), set(unread), token, key, state.token],
+                    token,
+                )
+                _supersede(state.token)
+            if applied:
+                counts = FeedState(token, {}, state.unseen - unseen, state.unread - unread).counts()
+                if self.notifier is not None:
+                    await self.notifier.publish(key, counts)
+                return counts
+            await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+        raise ConcurrentUpdateError(f"could not mark groups of {key} in {MAX_MARK_ATTEMPTS} tries")
+
+    def subscribe(self, key: str) -> AsyncIterator[Counts]:
+        if self.notifier is None:
+            raise TypeError("only notification feeds publish unseen and unread counts")
+        return self.notifier.subscribe(key, lambda: self.marker_counts(key))
+
+    # -- removal -----------------------------------------------------------------------
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        await self._delete(keys, publish=True)
+
+    async def flush(self, key_prefix: str) -> None:
+        client, _ = self._client()
+        keys = await registry.partitions(client, self.table, key_prefix)
+        await self._delete([k for k in keys if k.startswith(key_prefix)], publish=False)
+        await registry.forget(client, self.table, key_prefix)
+
+    async def _delete(self, keys: Sequence[str], publish: bool) -> None:
+        """Delete rows conditionally, so the delete is ordered with the conditional commits."""
+        client, table = self._client()
+        delete = f"DELETE FROM {table} WHERE feed_key = ? IF EXISTS"
+
+        async def delete_one(key: str) -> None:
+            async with _lock(key):
+                result = await client.execute(delete, [key])
+            if publish and result.first()["[applied]"] and self.notifier is not None:
+                await self.notifier.publish(key, _EMPTY.counts())
+
+        await asyncio.gather(*(delete_one(key) for key in dict.fromkeys(keys)))
