@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from .connection import Command, RedisServer, get_server
 from .keys import ACTIVITY_SHARDS, activity_key, activity_shard
+from .scripts import GET_ACTIVITIES
 
 
 class RedisActivityStorage:
@@ -38,9 +39,19 @@ class RedisActivityStorage:
         await self.server.run(self.add_commands(items))
 
     async def get_many(self, activity_ids: Sequence[str]) -> list[bytes | None]:
-        """Load activities in one round trip (one HMGET per shard touched)."""
+        """Load activities in one round trip.
+
+        A single server answers one script call for all ids; a cluster, which
+        forbids scripts across slots, one HMGET per shard touched.
+        """
         if not activity_ids:
             return []
+        if not self.server.is_cluster:
+            keys = [activity_key(self.prefix, activity_shard(i)) for i in activity_ids]
+            (values,) = await self.server.run(
+                [self.server.evalsha(GET_ACTIVITIES, keys, activity_ids)]
+            )
+            return list(values)
         shards = self._by_shard(activity_ids)
         replies = await self.server.run([("HMGET", key, *ids) for key, ids in shards.items()])
         found: dict[str, bytes | None] = {}

@@ -26,6 +26,19 @@ local function counts_json(unseen_key, unread_key)
 end
 """
 
+GET_ACTIVITIES = Lua(
+    "get_activities",
+    """
+-- KEYS: the activity hash of each id (a single server only: they span slots).
+-- ARGV: the ids. Returns the data of each id, nil where unknown.
+local found = {}
+for i = 1, #ARGV do
+  found[i] = redis.call('HGET', KEYS[i], ARGV[i])
+end
+return found
+""",
+)
+
 READ_GROUPS = Lua(
     "read_groups",
     """
