@@ -17,9 +17,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as redis_asyncio
+from conftest import Like, Pin
 
 import asyncfeeds
 from asyncfeeds import FanoutPriority, Manager, RedisAggregatedFeed, RedisFeed
+
+VERBS = (Pin, Like)  # importing them registers the test verbs in worker processes too
 
 RUN = os.environ.setdefault("FANOUT_APP_RUN", uuid.uuid4().hex[:10])
 REDIS_URL = os.environ.get("ASYNCFEEDS_TEST_REDIS_URL", "redis://127.0.0.1:6390/0")

@@ -10,64 +10,24 @@ import fanout_app
 import orjson
 import pytest
 from arq.connections import ArqRedis
-from arq.worker import FailedJobs, Worker
+from arq.worker import FailedJobs
 from conftest import make_activity
 from fanout_app import AppAggregatedFeed, AppFeed, AppManager, AppUserFeed
+from fanout_testing import app_queue, drain, holders, queued
 
 import asyncfeeds
-from asyncfeeds import Activity, FanoutPriority, StorageUnavailableError
+from asyncfeeds import FanoutPriority, StorageUnavailableError
 from asyncfeeds.fanout import create_queue
 from asyncfeeds.fanout.jobs import JOB_FUNCTION, FanoutJob, decode, encode
 from asyncfeeds.metrics import Metrics
-from asyncfeeds.worker import create_worker
 
 HIGH, LOW = FanoutPriority.HIGH, FanoutPriority.LOW
 
 
 @pytest.fixture
 async def queue() -> AsyncIterator[ArqRedis]:
-    """A JSON arq pool on the test Redis; the app's feeds and queues are dropped afterwards."""
-    fanout_app.configure()
-    pool = await create_queue(fanout_app.REDIS_URL)
-    try:
+    async with app_queue() as pool:
         yield pool
-    finally:
-        await drop_queues(pool)
-        for feed_class in (AppFeed, AppAggregatedFeed, AppUserFeed):
-            await feed_class.flush()
-        async for key in pool.scan_iter(match=f"asyncfeeds:intent:{fanout_app.PREFIX}:*"):
-            await pool.delete(key)
-        await pool.aclose()
-        await asyncfeeds.aclose()
-
-
-async def drop_queues(pool: ArqRedis) -> None:
-    for name in AppManager.queue_names.values():
-        for job_id in await pool.zrange(name, 0, -1):
-            job_id = job_id.decode()
-            await pool.delete(f"arq:job:{job_id}", f"arq:in-progress:{job_id}",
-                              f"arq:retry:{job_id}")
-        await pool.delete(name, f"{name}:health-check")
-
-
-async def drain(manager: AppManager, priority: str = "high", **kwargs: Any) -> Worker:
-    """Run a burst worker until the priority's queue is empty; fail on a failed job."""
-    worker = create_worker(manager, priority, burst=True, poll_delay=0.02,
-                           handle_signals=False, **kwargs)
-    await worker.run_check()
-    return worker
-
-
-async def holders(feed_class: type, user_ids: Sequence[Any], activity: Activity) -> int:
-    found = 0
-    for start in range(0, len(user_ids), 250):
-        batch = user_ids[start : start + 250]
-        found += sum(await asyncio.gather(*(feed_class(u).contains(activity) for u in batch)))
-    return found
-
-
-async def queued(pool: ArqRedis, priority: FanoutPriority) -> int:
-    return await pool.zcard(AppManager.queue_names[priority])
 
 
 class Recorder(Metrics):
