@@ -186,9 +186,9 @@ class RedisServer:
                 retried = await _pipeline(client, [commands[i] for i in missing])
                 for i, result in zip(missing, retried, strict=True):
                     results[i] = result
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
+            for result in results:  # a cluster pipeline reports a lost node here, too
+                if isinstance(result, Exception):
+                    raise result
         return results
 
     async def scan(self, pattern: str) -> list[str]:
