@@ -17,7 +17,12 @@ from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import PubSub
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import ClusterDownError, NoScriptError, RedisClusterException
+from redis.exceptions import (
+    ClusterDownError,
+    NoScriptError,
+    RedisClusterException,
+    SlotNotCoveredError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -55,7 +60,7 @@ def _options(**overrides: Any) -> dict[str, Any]:
     options: dict[str, Any] = {
         "socket_connect_timeout": CONNECT_TIMEOUT,
         "socket_timeout": SOCKET_TIMEOUT,
-        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),  # one more connect attempt
         "lib_name": None,
         "lib_version": None,
     }
@@ -93,9 +98,13 @@ async def close_client(client: Client) -> None:
 
 
 def _is_connect_failure(exc: RedisClusterException) -> bool:
+    """Whether a cluster error means "cannot reach or use the cluster" (not a usage bug)."""
     cause = exc.__cause__
-    return isinstance(cause, RedisConnectionError | RedisTimeoutError | OSError) or (
-        "cannot be connected" in str(exc)
+    return (
+        isinstance(exc, SlotNotCoveredError)
+        or isinstance(cause, RedisConnectionError | RedisTimeoutError | OSError)
+        or "cannot be connected" in str(exc)
+        or "slots are not covered" in str(exc)
     )
 
 
