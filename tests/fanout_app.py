@@ -83,6 +83,12 @@ class AppManager(Manager):
         return self.followers.get(user_id, {})
 
 
+class UnreachableManager(AppManager):
+    """Its queue's Redis does not exist."""
+
+    queue_url = "redis://127.0.0.1:1/0"
+
+
 class _StallingMixin:
     """With ``FANOUT_APP_STALL=1``: write half of a flat chunk, flag it, then ``stall()``."""
 

@@ -27,7 +27,7 @@ from fanout_testing import app_queue, drain, holders
 
 import asyncfeeds
 import asyncfeeds.fanout
-from asyncfeeds import FanoutPriority
+from asyncfeeds import FanoutPriority, StorageUnavailableError
 from asyncfeeds.fanout import jobs
 from asyncfeeds.fanout.worker import run_worker
 from asyncfeeds.worker import create_worker
@@ -87,6 +87,11 @@ async def test_worker_settings_keep_jobs_plain_and_results_unkept() -> None:
         run_worker("fanout_app:NoSuchManager", "high")
     with pytest.raises(ValueError, match="not an asyncfeeds Manager"):
         run_worker("fanout_app:AppFeed", "high")
+
+
+def test_a_worker_without_its_redis_fails_with_a_clear_error() -> None:
+    with pytest.raises(StorageUnavailableError, match=r"127\.0\.0\.1:1\b"):
+        run_worker("fanout_app:UnreachableManager", "high")
 
 
 async def test_a_worker_runs_jobs_of_any_manager_it_can_import(queue: ArqRedis) -> None:
