@@ -97,6 +97,13 @@ def make_activity_id(time: datetime, verb_id: int, actor: Any, object_: Any, tar
     return f"{micros:0{_ID_TIME_DIGITS}d}{digest}"
 
 
+def group_of(aggregated_id: str) -> str:
+    """The group key inside an aggregated id (``<17-digit creation time>:<group>``)."""
+    if len(aggregated_id) > _ID_TIME_DIGITS and aggregated_id[_ID_TIME_DIGITS] == ":":
+        return aggregated_id[_ID_TIME_DIGITS + 1 :]
+    return aggregated_id
+
+
 def activity_id_time(activity_id: str) -> datetime:
     """The time encoded in an activity id."""
     return from_epoch_micros(int(activity_id[:_ID_TIME_DIGITS]))
