@@ -71,6 +71,15 @@ async def test_publish_reaches_every_follower_of_every_priority(backend: Backend
     assert await holders(aggregated, everyone, activity) == 0
 
 
+async def test_eager_fanout_to_thousands_of_followers(backend: Backend) -> None:
+    high, low = list(range(10_000, 11_500)), list(range(20_000, 20_500))
+    manager = make_manager(backend, {1: {HIGH: high, LOW: iter(low)}})()
+    activity = make_activity(1, actor=1)
+    await manager.add_user_activity(1, activity)
+    for feed_class in manager.feed_classes.values():
+        assert await holders(feed_class, high + low, activity) == len(high) + len(low)
+
+
 async def test_each_chunk_is_one_fanout_call(memory_backend: Backend) -> None:
     calls: list[tuple[str, str, list[Any]]] = []
 
