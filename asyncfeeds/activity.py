@@ -166,6 +166,8 @@ class AggregatedActivity(BaseModel):
     model_config = ConfigDict(validate_assignment=False)
 
     max_aggregated_activities_length: ClassVar[int] = 15
+    max_minimized_ids: ClassVar[int] = 500
+    """How many dropped ids a group remembers; older drops are assumed counted already."""
 
     group: str
     activities: list[Activity] = Field(default_factory=list)
@@ -249,7 +251,10 @@ class AggregatedActivity(BaseModel):
         oldest = self.activities[0].activity_id if self.activities else None
         if oldest is not None and activity.activity_id > oldest:
             return False  # only activities older than every kept one can have been dropped
-        return activity.activity_id in self.minimized_ids
+        remembered = self.minimized_ids
+        if len(remembered) >= self.max_minimized_ids and activity.activity_id < remembered[0]:
+            return True  # older than anything remembered: counted when it was dropped
+        return activity.activity_id in remembered
 
     def append(self, activity: Activity) -> None:
         """Add an activity, keeping time order and the length cap; duplicates raise."""
@@ -265,6 +270,8 @@ class AggregatedActivity(BaseModel):
         overflow = len(self.activities) - self.max_aggregated_activities_length
         if overflow > 0:
             self.minimized_ids.extend(a.activity_id for a in self.activities[:overflow])
+            self.minimized_ids.sort()
+            del self.minimized_ids[: -self.max_minimized_ids]
             del self.activities[:overflow]
             self.minimized_activities += overflow
         if self.created_at is None:

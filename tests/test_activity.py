@@ -392,3 +392,17 @@ def test_notification_activity_defaults_to_unseen_and_unread():
     assert isinstance(group, AggregatedActivity)
     assert group.is_seen is False
     assert group.is_read is False
+
+
+def test_minimized_ids_are_bounded_and_old_retries_still_count_once(monkeypatch):
+    monkeypatch.setattr(AggregatedActivity, "max_minimized_ids", 5)
+    group = AggregatedActivity(group="g")
+    activities = [make_activity(i, actor=i) for i in range(30)]
+    for activity in activities:
+        group.append(activity)
+    assert len(group.minimized_ids) == 5
+    assert group.activity_count == 30
+    for activity in activities[:15]:
+        with pytest.raises(DuplicateActivityError):
+            group.append(activity)
+    assert group.activity_count == 30
