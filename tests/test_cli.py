@@ -93,10 +93,15 @@ def test_demo_runs_on_every_backend_and_twice_gives_the_same_feeds(name):
     ), "a re-run must start from clean feeds, not accumulate"
 
 
-def test_demo_on_an_unreachable_redis_names_host_and_port():
-    result = run_cli(
-        "demo", "--backend", "redis", env={"ASYNCFEEDS_REDIS_URL": "redis://127.0.0.1:1/0"}
-    )
+@pytest.mark.parametrize(
+    ("backend", "env"),
+    [
+        ("redis", {"ASYNCFEEDS_REDIS_URL": "redis://127.0.0.1:1/0"}),
+        ("cassandra", {"ASYNCFEEDS_CASSANDRA_PORT": "1"}),
+    ],
+)
+def test_demo_on_an_unreachable_server_names_host_and_port(backend, env):
+    result = run_cli("demo", "--backend", backend, env=env)
     assert result.returncode == 1
     assert "127.0.0.1:1" in result.stderr
     assert "Traceback" not in result.stderr
