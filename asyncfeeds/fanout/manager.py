@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -80,7 +80,8 @@ class Manager:
                 "queue must be an arq pool (asyncfeeds.fanout.create_queue or arq.create_pool)"
             )
         self.queue = queue
-        self._jobs_queue = _json_view(queue) if queue is not None else None
+        self.job_queue = _json_view(queue) if queue is not None else None
+        """The arq client jobs are enqueued with: the queue's connections, a JSON codec."""
         if metrics is not None:
             self.metrics = metrics
         cls = type(self)
@@ -203,7 +204,7 @@ class Manager:
         for start in range(0, len(checked), chunk_size):
             chunk = checked[start : start + chunk_size]
             await self._store(chunk, with_user_feed=False)
-            await user_feed.add_many(chunk, trim=False)
+            await user_feed.add_many(chunk)
             if fanout:
                 await self._fanout_followers(user_id, "add", chunk, self.feed_classes,
                                              guarded=False)
@@ -279,13 +280,13 @@ class Manager:
         self, user_id: UserId, operation: str, activities: Sequence[Activity | str]
     ) -> None:
         """Remember (arq mode) that the user's latest wish for these activities is ``operation``."""
-        if self._jobs_queue is None:
+        if self.job_queue is None:
             return
         assert self.user_feed_class is not None
         feed_key = self.user_feed_class.feed_key(user_id)
         ids = [a if isinstance(a, str) else a.activity_id for a in activities]
         async with _queue_errors(self.queue):
-            async with self._jobs_queue.pipeline(transaction=False) as pipe:
+            async with self.job_queue.pipeline(transaction=False) as pipe:
                 for activity_id in ids:
                     pipe.set(jobs.intent_key(feed_key, activity_id), operation, ex=self.intent_ttl)
                 await pipe.execute()
@@ -303,7 +304,7 @@ class Manager:
         if not activities or not feed_classes:
             return
         intent = None
-        if guarded and self._jobs_queue is not None and len(activities) == 1:
+        if guarded and self.job_queue is not None and len(activities) == 1:
             assert self.user_feed_class is not None
             only = activities[0]
             intent = jobs.intent_key(self.user_feed_class.feed_key(user_id),
@@ -345,20 +346,20 @@ class _Dispatcher:
     def __init__(self, manager: Manager, priority: FanoutPriority) -> None:
         self.manager = manager
         self.priority = priority
-        self.pending: list[Awaitable[bool]] = []
+        self.pending: list[tuple[FanoutJob, type[Feed]]] = []
         self.enqueued = 0
         self.duplicates = 0
 
     async def submit(self, job: FanoutJob, feed_class: type[Feed]) -> None:
-        if self.manager._jobs_queue is None:
+        if self.manager.job_queue is None:
             await jobs.execute(self.manager, job, feed_class)
             return
-        self.pending.append(self._enqueue(job, feed_class))
+        self.pending.append((job, feed_class))
         if len(self.pending) >= self.manager.enqueue_concurrency:
             await self._flush()
 
     async def _enqueue(self, job: FanoutJob, feed_class: type[Feed]) -> bool:
-        queue = self.manager._jobs_queue
+        queue = self.manager.job_queue
         assert queue is not None
         enqueued = await queue.enqueue_job(
             jobs.JOB_FUNCTION,
@@ -371,7 +372,7 @@ class _Dispatcher:
     async def _flush(self) -> None:
         pending, self.pending = self.pending, []
         async with _queue_errors(self.manager.queue):
-            results = await asyncio.gather(*pending)
+            results = await asyncio.gather(*(self._enqueue(*item) for item in pending))
         new = sum(results)
         self.enqueued += new
         self.duplicates += len(results) - new

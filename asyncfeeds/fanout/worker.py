@@ -66,7 +66,7 @@ def create_worker(
     settings = worker_settings(manager, priority)
     if "redis_pool" not in arq_kwargs and "redis_settings" not in arq_kwargs:
         if manager.queue is not None:
-            settings["redis_pool"] = manager._jobs_queue
+            settings["redis_pool"] = manager.job_queue
         else:
             settings["redis_settings"] = queue_settings(manager.queue_url)
     if "ctx" in arq_kwargs:
