@@ -13,6 +13,7 @@ from pathlib import Path
 import fanout_app
 import pytest
 from arq.connections import ArqRedis
+from arq.worker import create_worker as arq_create_worker
 from conftest import make_activity
 from fanout_app import (
     RELEASE_KEY,
@@ -29,7 +30,7 @@ import asyncfeeds
 import asyncfeeds.fanout
 from asyncfeeds import FanoutPriority, StorageUnavailableError
 from asyncfeeds.fanout import jobs
-from asyncfeeds.fanout.worker import run_worker
+from asyncfeeds.fanout.worker import run_worker, worker_settings
 from asyncfeeds.worker import create_worker
 
 HIGH = FanoutPriority.HIGH
@@ -87,6 +88,20 @@ async def test_worker_settings_keep_jobs_plain_and_results_unkept() -> None:
         run_worker("fanout_app:NoSuchManager", "high")
     with pytest.raises(ValueError, match="not an asyncfeeds Manager"):
         run_worker("fanout_app:AppFeed", "high")
+
+
+async def test_worker_settings_serve_as_arq_worker_settings(queue: ArqRedis) -> None:
+    followers = list(range(1300, 1330))
+    manager = AppManager(queue, followers={14: {HIGH: followers}})
+    activity = make_activity(31, actor=14)
+    await manager.add_user_activity(14, activity)
+    settings = worker_settings(AppManager(), "high")  # what `arq myapp.WorkerSettings` reads
+    worker = arq_create_worker(settings, burst=True, poll_delay=0.02, handle_signals=False)
+    try:
+        assert await worker.run_check() == 2
+    finally:
+        await worker.pool.aclose()
+    assert await holders(AppFeed, followers, activity) == len(followers)
 
 
 def test_a_worker_without_its_redis_fails_with_a_clear_error() -> None:

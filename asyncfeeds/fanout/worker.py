@@ -22,7 +22,16 @@ logger = logging.getLogger("asyncfeeds.fanout")
 
 
 def worker_settings(manager: Manager, priority: FanoutPriority | str) -> dict[str, Any]:
-    """arq ``Worker`` keyword arguments for one priority queue of ``manager``."""
+    """arq ``Worker`` keyword arguments for one priority queue of ``manager``.
+
+    The dict also works as arq's own ``WorkerSettings``
+    (``WorkerSettings = worker_settings(manager, "high")``, then ``arq myapp.WorkerSettings``);
+    its Redis is ``Manager.queue_url``, else ``ASYNCFEEDS_QUEUE_URL``.
+    """
+    return {**_job_settings(manager, priority), "redis_settings": queue_settings(manager.queue_url)}
+
+
+def _job_settings(manager: Manager, priority: FanoutPriority | str) -> dict[str, Any]:
     if not isinstance(manager, Manager):
         raise TypeError(f"expected an asyncfeeds Manager, got {manager!r}")
     queue_name = manager.queue_names[_priority(priority)]
@@ -63,7 +72,7 @@ def create_worker(
     ``arq_kwargs`` override the defaults (say ``burst=True`` or ``redis_pool=...``);
     without a Redis given, it uses the manager's queue or ``Manager.queue_url``.
     """
-    settings = worker_settings(manager, priority)
+    settings = _job_settings(manager, priority)
     if "redis_pool" not in arq_kwargs and "redis_settings" not in arq_kwargs:
         if manager.queue is not None:
             settings["redis_pool"] = manager.job_queue
