@@ -9,7 +9,7 @@ _by_name: dict[str, type[Verb]] = {}
 
 
 class Verb:
-    """What an actor did: subclass it, set ``id``, ``infinitive`` and ``past_tense``, register it."""
+    """What an actor did: subclass, set ``id``, ``infinitive`` and ``past_tense``, register."""
 
     id: ClassVar[int] = 0
     infinitive: ClassVar[str] = "verb"
@@ -54,7 +54,9 @@ def get_verb_by_id(verb_id: int) -> type[Verb]:
         return _by_id[verb_id]
     except KeyError:
         known = ", ".join(str(i) for i in sorted(_by_id)) or "none"
-        raise KeyError(f"no verb is registered with id {verb_id!r} (registered ids: {known})") from None
+        raise KeyError(
+            f"no verb is registered with id {verb_id!r} (registered ids: {known})"
+        ) from None
 
 
 def get_verb_by_name(infinitive: str) -> type[Verb]:

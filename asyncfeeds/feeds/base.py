@@ -15,8 +15,12 @@ from ..activity import Activity
 from ..serializers import ActivitySerializer
 from ..storage.base import ActivityStorage, Bounds, TimelineStorage
 
-_FILTERS = {"activity_id__gt": "gt", "activity_id__gte": "gte", "activity_id__lt": "lt",
-            "activity_id__lte": "lte"}
+_FILTERS = {
+    "activity_id__gt": "gt",
+    "activity_id__gte": "gte",
+    "activity_id__lt": "lt",
+    "activity_id__lte": "lte",
+}
 _ORDERINGS = {"activity_id": False, "-activity_id": True}
 
 
@@ -96,7 +100,9 @@ class Feed:
             elif isinstance(item, str):
                 ids.append(item)
             else:
-                raise TypeError(f"expected an activity or an activity id, got {type(item).__name__}")
+                raise TypeError(
+                    f"expected an activity or an activity id, got {type(item).__name__}"
+                )
         return ids
 
     # -- activity storage ------------------------------------------------------------
@@ -140,9 +146,7 @@ class Feed:
             (a.activity_id, serializer.dumps(a) if storage.stores_payload else b"")
             for a in activities
         ]
-        added = await storage.add_many(
-            {cls.feed_key(u): entries for u in user_ids}, cls.max_length
-        )
+        added = await storage.add_many({cls.feed_key(u): entries for u in user_ids}, cls.max_length)
         return sum(added.values())
 
     @classmethod
@@ -151,7 +155,9 @@ class Feed:
     ) -> int:
         """Remove activities from many users' feeds in one storage batch."""
         ids = cls.activity_ids(activities)
-        removed = await cls.get_timeline_storage().remove_many({cls.feed_key(u): ids for u in user_ids})
+        removed = await cls.get_timeline_storage().remove_many(
+            {cls.feed_key(u): ids for u in user_ids}
+        )
         return sum(removed.values())
 
     @classmethod
@@ -170,8 +176,11 @@ class Feed:
         held = await asyncio.gather(*(storage.contains_many(key, ids) for key in keys))
         serializer = cls.get_serializer()
         entries = {
-            key: [(a.activity_id, serializer.dumps(a))
-                  for a, found in zip(activities, flags, strict=True) if found]
+            key: [
+                (a.activity_id, serializer.dumps(a))
+                for a, found in zip(activities, flags, strict=True)
+                if found
+            ]
             for key, flags in zip(keys, held, strict=True)
             if any(flags)
         }
@@ -243,9 +252,7 @@ class Feed:
         """A copy limited by ``activity_id__gt/gte/lt/lte``; other keywords raise ``ValueError``."""
         unknown = set(kwargs) - set(_FILTERS)
         if unknown:
-            raise ValueError(
-                f"unsupported filter {sorted(unknown)}; use one of {sorted(_FILTERS)}"
-            )
+            raise ValueError(f"unsupported filter {sorted(unknown)}; use one of {sorted(_FILTERS)}")
         bounds = {f: getattr(self._bounds, f) for f in ("gt", "gte", "lt", "lte")}
         for name, value in kwargs.items():
             bounds[_FILTERS[name]] = self.activity_ids([value])[0]

@@ -40,12 +40,17 @@ class NotificationFeed(AggregatedFeed):
         """How many groups are unread."""
         return (await self.get_group_storage().marker_counts(self.key))["unread_count"]
 
-    async def mark_activity(self, aggregated_id: str, seen: bool = True, read: bool = False) -> None:
+    async def mark_activity(
+        self, aggregated_id: str, seen: bool = True, read: bool = False
+    ) -> None:
         """Mark one group; ``False`` leaves that state as it is."""
         await self.mark_activities([aggregated_id], seen=seen, read=read)
 
     async def mark_activities(
-        self, aggregated_ids: Iterable[str | AggregatedActivity], seen: bool = True, read: bool = False
+        self,
+        aggregated_ids: Iterable[str | AggregatedActivity],
+        seen: bool = True,
+        read: bool = False,
     ) -> None:
         """Mark several groups; ``False`` leaves that state as it is."""
         if isinstance(aggregated_ids, str | AggregatedActivity):
