@@ -10,19 +10,18 @@ works, only later.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
-import redis.asyncio
-from redis.exceptions import RedisError
 
 from ... import config
 from ...exceptions import StorageUnavailableError
 from ..base import Counts
+from ..redis import get_server
 
 logger = logging.getLogger("asyncfeeds")
 
@@ -35,28 +34,6 @@ _local: dict[str, set[asyncio.Queue[tuple[str, Any]]]] = {}
 def channel(key: str) -> str:
     """The Redis channel of one feed's counts."""
     return f"asyncfeeds:counts:{key}"
-
-
-def _redis_client(name: str) -> redis.asyncio.Redis:
-    url = config.redis_url(name)
-    if url.startswith("redis+cluster://"):
-        # Classic pub/sub is cluster-wide: any node serves PUBLISH and SUBSCRIBE.
-        url = "redis://" + url.removeprefix("redis+cluster://")
-    return config.cached_client(  # type: ignore[no-any-return]
-        "cassandra-pubsub",
-        name,
-        lambda: redis.asyncio.Redis.from_url(url, socket_connect_timeout=3),
-        _close_redis,
-    )
-
-
-async def _close_redis(client: redis.asyncio.Redis) -> None:
-    await client.aclose()
-
-
-def _address(name: str) -> str:
-    parts = urlsplit(config.redis_url(name))
-    return f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}"
 
 
 class CountsNotifier:
@@ -78,12 +55,10 @@ class CountsNotifier:
         if self.uses_redis:
             message = orjson.dumps({"origin": _ORIGIN, "counts": counts})
             try:
-                await _redis_client(self.redis_server).publish(channel(key), message)
-            except (RedisError, OSError) as exc:
-                logger.warning(
-                    "could not publish counts of %s to Redis at %s: %s",
-                    key, _address(self.redis_server), exc,
-                )
+                await get_server(self.redis_server).call("PUBLISH", channel(key), message)
+            except StorageUnavailableError as exc:
+                # The change is stored; only other processes' subscribers miss this message.
+                logger.warning("could not publish the counts of %s: %s", key, exc)
 
     def subscribe(
         self, key: str, read_counts: Callable[[], Awaitable[Counts]]
@@ -180,20 +155,25 @@ class CountsSubscription:
 
 async def _listen(name: str, key: str, queue: asyncio.Queue[tuple[str, Any]]) -> None:
     """Forward counts other processes publish through Redis to one subscription's queue."""
-    pubsub = _redis_client(name).pubsub()
+    server = get_server(name)
+    pubsub, own_client = server.pubsub()
     try:
-        await pubsub.subscribe(channel(key))
-        async for message in pubsub.listen():
-            if message.get("type") != "message":
-                continue
-            payload = orjson.loads(message["data"])
-            if payload.get("origin") != _ORIGIN:
-                queue.put_nowait(("redis", payload["counts"]))
-    except (RedisError, OSError) as exc:
+        with server.errors():
+            await pubsub.subscribe(channel(key))
+            async for message in pubsub.listen():
+                if message.get("type") != "message":
+                    continue
+                payload = orjson.loads(message["data"])
+                if payload.get("origin") != _ORIGIN:
+                    queue.put_nowait(("redis", payload["counts"]))
+    except StorageUnavailableError as exc:
         error = StorageUnavailableError(
-            f"subscribe() on a Cassandra notification feed needs Redis pub/sub to hear of "
-            f"changes made by other processes; Redis at {_address(name)} is unavailable: {exc}"
+            f"subscribe() on a Cassandra notification feed hears other processes' changes "
+            f"through Redis pub/sub, and {exc}"
         )
         queue.put_nowait(("error", error))
     finally:
-        await pubsub.aclose()
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()
+            if own_client is not None:
+                await own_client.aclose()
