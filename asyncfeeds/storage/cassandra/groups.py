@@ -23,12 +23,10 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import acsylla
-
 from ...exceptions import ConcurrentUpdateError
 from ..base import Counts, GroupSnapshot, GroupWrite
 from . import registry
-from .connection import CassandraClient, get_client
+from .connection import CassandraClient, acsylla, get_client
 from .pubsub import CountsNotifier
 
 MAX_MARK_ATTEMPTS = 200

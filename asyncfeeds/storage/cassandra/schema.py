@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import acsylla
-
-from .connection import CassandraClient
+from .connection import CassandraClient, acsylla
 
 
 @dataclass(frozen=True)
