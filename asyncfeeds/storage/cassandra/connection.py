@@ -2,7 +2,9 @@
 
 The session has no keyspace (statements name ``keyspace.table``), prepared
 statements are cached per session, and driver errors that mean "nothing
-answers" become ``StorageUnavailableError`` naming the addresses.
+answers" become ``StorageUnavailableError`` naming the addresses. The
+fallthrough retry policy lets the server's own reason through (say "Cannot
+achieve consistency level THREE") instead of a generic "no hosts available".
 """
 
 from __future__ import annotations
