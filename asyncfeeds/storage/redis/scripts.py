@@ -39,6 +39,33 @@ return found
 """,
 )
 
+ADD_TO_TIMELINES = Lua(
+    "add_to_timelines",
+    """
+-- KEYS: timelines (a single server only: they span slots).
+-- ARGV: max length (-1 = no trim), then the ids to add to every timeline.
+-- Returns how many ids were new in each timeline. One call writes a fanout chunk.
+local max_length = tonumber(ARGV[1])
+local added = {}
+for k = 1, #KEYS do
+  local new = 0
+  for first = 2, #ARGV, 1000 do
+    local args = {}
+    for i = first, math.min(first + 999, #ARGV) do
+      args[#args + 1] = 0
+      args[#args + 1] = ARGV[i]
+    end
+    new = new + redis.call('ZADD', KEYS[k], unpack(args))
+  end
+  if max_length >= 0 then
+    redis.call('ZREMRANGEBYRANK', KEYS[k], 0, -(max_length + 1))
+  end
+  added[k] = new
+end
+return added
+""",
+)
+
 READ_GROUPS = Lua(
     "read_groups",
     """

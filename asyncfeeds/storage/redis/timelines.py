@@ -14,6 +14,7 @@ from ..base import ActivityStorage, Bounds, Entry
 from .activities import RedisActivityStorage
 from .connection import Command, RedisServer, get_server
 from .keys import feed_key_pattern, timeline_key
+from .scripts import ADD_TO_TIMELINES
 
 
 def _lex_range(bounds: Bounds) -> tuple[str, str]:
@@ -63,6 +64,8 @@ class RedisTimelineStorage:
                 commands.extend(activity_storage.add_commands(items))
             elif items:
                 await activity_storage.add_many(items)
+        if not self.server.is_cluster:
+            return await self._add_by_script(commands, entries, max_length)
         first = len(commands)
         layout: list[tuple[str, bool]] = []
         for feed_key, rows in entries.items():
@@ -79,6 +82,31 @@ class RedisTimelineStorage:
             added[feed_key] = int(next(replies)) if has_members else 0
             if max_length is not None:
                 next(replies)
+        return added
+
+    async def _add_by_script(
+        self,
+        commands: list[Command],
+        entries: Mapping[str, Sequence[Entry]],
+        max_length: int | None,
+    ) -> dict[str, int]:
+        """On a single server: one script call per group of timelines sharing the same ids.
+
+        A fanout chunk (100 feeds, same activity) becomes one command instead of
+        two per feed, which is most of the client-side cost of a fanout.
+        """
+        by_ids: dict[tuple[str, ...], list[str]] = {}
+        for feed_key, rows in entries.items():
+            by_ids.setdefault(tuple(dict.fromkeys(i for i, _ in rows)), []).append(feed_key)
+        first = len(commands)
+        trim = -1 if max_length is None else max_length
+        for ids, feed_keys in by_ids.items():
+            keys = [timeline_key(k) for k in feed_keys]
+            commands.append(self.server.evalsha(ADD_TO_TIMELINES, keys, [trim, *ids]))
+        replies = (await self.server.run(commands))[first:]
+        added: dict[str, int] = {}
+        for feed_keys, counts in zip(by_ids.values(), replies, strict=True):
+            added.update(zip(feed_keys, (int(c) for c in counts), strict=True))
         return added
 
     async def remove_many(self, entries: Mapping[str, Sequence[str]]) -> dict[str, int]:
