@@ -287,8 +287,14 @@ class Feed:
 
     async def get_slice(self, start: int, stop: int | None) -> list[Any]:
         """Activities at positions ``start:stop`` in the current order, fully hydrated."""
-        rows = await self.get_timeline_storage().get_slice(
-            self.key, start, stop, self._bounds, self._newest_first
+        storage = self.get_timeline_storage()
+        rows = await storage.get_slice(
+            self.key,
+            start,
+            stop,
+            self._bounds,
+            self._newest_first,
+            activity_storage=None if storage.stores_payload else self.get_activity_storage(),
         )
         return await self.hydrate(rows)
 

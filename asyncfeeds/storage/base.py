@@ -104,9 +104,19 @@ class TimelineStorage(Protocol):
         """Remove ids from many timelines; removed ids per key."""
 
     async def get_slice(
-        self, key: str, start: int, stop: int | None, bounds: Bounds, newest_first: bool
+        self,
+        key: str,
+        start: int,
+        stop: int | None,
+        bounds: Bounds,
+        newest_first: bool,
+        activity_storage: ActivityStorage | None = None,
     ) -> list[tuple[str, bytes | None]]:
-        """Ids (and data, if stored) of positions ``start:stop`` within ``bounds``."""
+        """Ids (and data, if stored) of positions ``start:stop`` within ``bounds``.
+
+        A backend may use ``activity_storage`` to return the data of an id-only
+        timeline in the same round trip; rows it leaves at ``None`` are hydrated.
+        """
 
     async def count(self, key: str) -> int:
         """How many ids the timeline holds."""

@@ -101,7 +101,13 @@ class MemoryTimelineStorage:
         return removed
 
     async def get_slice(
-        self, key: str, start: int, stop: int | None, bounds: Bounds, newest_first: bool
+        self,
+        key: str,
+        start: int,
+        stop: int | None,
+        bounds: Bounds,
+        newest_first: bool,
+        activity_storage: ActivityStorage | None = None,
     ) -> list[tuple[str, bytes | None]]:
         ids = [i for i in _timelines.get(key, []) if bounds.admits(i)]
         if newest_first:

@@ -125,7 +125,13 @@ class CassandraTimelineStorage:
 
     # -- reads -------------------------------------------------------------------------
     async def get_slice(
-        self, key: str, start: int, stop: int | None, bounds: Bounds, newest_first: bool
+        self,
+        key: str,
+        start: int,
+        stop: int | None,
+        bounds: Bounds,
+        newest_first: bool,
+        activity_storage: ActivityStorage | None = None,
     ) -> list[tuple[str, bytes | None]]:
         if stop is not None and stop <= start:
             return []

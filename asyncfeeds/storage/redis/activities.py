@@ -20,6 +20,12 @@ class RedisActivityStorage:
     def __repr__(self) -> str:
         return f"<RedisActivityStorage {self.prefix!r} on {self.server!r}>"
 
+    def shard_key_parts(self) -> tuple[str, str]:
+        """The hash name of a shard split around its number, for Lua to rebuild it."""
+        marker = "\x00"
+        before, after = activity_key(self.prefix, marker).split(marker)  # type: ignore[arg-type]
+        return before, after
+
     def _by_shard(self, activity_ids: Sequence[str]) -> dict[str, list[str]]:
         shards: dict[str, list[str]] = defaultdict(list)
         for activity_id in dict.fromkeys(activity_ids):

@@ -7,13 +7,12 @@ while different feeds and activity shards spread over the cluster.
 from __future__ import annotations
 
 import re
-import zlib
 
 GROUP_SUFFIXES = ("scores", "groups", "v", "unseen", "unread")
 """Keys of one aggregated feed, in the order the Lua scripts take them."""
 
 ACTIVITY_SHARDS = 1024
-"""Activity hashes per activity-key prefix; an id's shard is a hash of the id."""
+"""Activity hashes per activity-key prefix (a power of two: the Lua page read relies on it)."""
 
 _GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
 
@@ -34,8 +33,15 @@ def counts_channel(feed_key: str) -> str:
 
 
 def activity_shard(activity_id: str, shards: int = ACTIVITY_SHARDS) -> int:
-    """The shard holding an activity id."""
-    return zlib.crc32(activity_id.encode()) % shards
+    """The shard holding an activity id: its last three hex digits (the id's hash part).
+
+    Lua computes the same (``READ_PAGE``), so one script can read a page of ids
+    and their data. A string that is not an activity id lands in shard 0.
+    """
+    try:
+        return int(activity_id[-3:], 16) % shards
+    except ValueError:
+        return 0
 
 
 def activity_key(prefix: str, shard: int) -> str:

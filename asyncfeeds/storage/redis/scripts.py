@@ -39,6 +39,24 @@ return found
 """,
 )
 
+READ_PAGE = Lua(
+    "read_page",
+    """
+-- KEYS: the timeline (a single server only: the activity hashes span slots).
+-- ARGV: the activity hash name before and after the shard number, then the
+-- range command and its arguments. Returns ids and data, alternating; the shard
+-- is the id's last three hex digits modulo 1024, as keys.activity_shard computes.
+local ids = redis.call(ARGV[3], KEYS[1], unpack(ARGV, 4))
+local page = {}
+for i = 1, #ids do
+  local shard = (tonumber(string.sub(ids[i], -3), 16) or 0) % 1024
+  page[2 * i - 1] = ids[i]
+  page[2 * i] = redis.call('HGET', ARGV[1] .. shard .. ARGV[2], ids[i]) or false
+end
+return page
+""",
+)
+
 ADD_TO_TIMELINES = Lua(
     "add_to_timelines",
     """

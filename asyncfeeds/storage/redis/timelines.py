@@ -14,7 +14,7 @@ from ..base import ActivityStorage, Bounds, Entry
 from .activities import RedisActivityStorage
 from .connection import Command, RedisServer, get_server
 from .keys import feed_key_pattern, timeline_key
-from .scripts import ADD_TO_TIMELINES
+from .scripts import ADD_TO_TIMELINES, READ_PAGE
 
 
 def _lex_range(bounds: Bounds) -> tuple[str, str]:
@@ -120,24 +120,42 @@ class RedisTimelineStorage:
         return removed
 
     async def get_slice(
-        self, key: str, start: int, stop: int | None, bounds: Bounds, newest_first: bool
+        self,
+        key: str,
+        start: int,
+        stop: int | None,
+        bounds: Bounds,
+        newest_first: bool,
+        activity_storage: ActivityStorage | None = None,
     ) -> list[tuple[str, bytes | None]]:
-        """Ids at positions ``start:stop`` within ``bounds``, in one command."""
+        """Ids at positions ``start:stop`` within ``bounds``, in one command.
+
+        On a single server with a Redis ``activity_storage`` one script call
+        returns the ids with their data, so a page is one round trip.
+        """
         if stop is not None and stop <= start:
             return []
-        redis_key = timeline_key(key)
         args: tuple[Any, ...]
         if bounds.unbounded:
             last = -1 if stop is None else stop - 1
-            args = ("ZREVRANGE" if newest_first else "ZRANGE", redis_key, start, last)
+            args = ("ZREVRANGE" if newest_first else "ZRANGE", start, last)
         else:
             low, high = _lex_range(bounds)
             count = -1 if stop is None else stop - start
             if newest_first:
-                args = ("ZREVRANGEBYLEX", redis_key, high, low, "LIMIT", start, count)
+                args = ("ZREVRANGEBYLEX", high, low, "LIMIT", start, count)
             else:
-                args = ("ZRANGEBYLEX", redis_key, low, high, "LIMIT", start, count)
-        ids = await self.server.call(*args)
+                args = ("ZRANGEBYLEX", low, high, "LIMIT", start, count)
+        if (
+            isinstance(activity_storage, RedisActivityStorage)
+            and activity_storage.server is self.server
+            and not self.server.is_cluster
+        ):
+            before, after = activity_storage.shard_key_parts()
+            script = self.server.evalsha(READ_PAGE, [timeline_key(key)], [before, after, *args])
+            (page,) = await self.server.run([script])
+            return [(page[i].decode(), page[i + 1]) for i in range(0, len(page), 2)]
+        ids = await self.server.call(args[0], timeline_key(key), *args[1:])
         return [(activity_id.decode(), None) for activity_id in ids]
 
     async def count(self, key: str) -> int:
