@@ -6,6 +6,7 @@ from typing import ClassVar
 
 _by_id: dict[int, type[Verb]] = {}
 _by_name: dict[str, type[Verb]] = {}
+_builtin: set[type[Verb]] = set()
 
 
 class Verb:
@@ -26,12 +27,15 @@ def register_verb(verb: type[Verb]) -> type[Verb]:
     """Register ``verb`` under its id and infinitive; usable as a class decorator.
 
     Registering the same class again is a no-op; another class with a taken id
-    or infinitive raises ``ValueError``.
+    or infinitive raises ``ValueError``. The shipped verbs (Follow, Comment, Love,
+    Add: ids 1-4, as in Stream Framework) give way to an application's own.
     """
     if not (isinstance(verb, type) and issubclass(verb, Verb)) or verb is Verb:
         raise TypeError(f"register_verb() takes a Verb subclass, got {verb!r}")
     if not isinstance(verb.id, int) or isinstance(verb.id, bool) or verb.id <= 0:
         raise ValueError(f"verb {verb.__name__} needs a positive integer id, got {verb.id!r}")
+    for shipped in {_by_id.get(verb.id), _by_name.get(verb.infinitive)} & _builtin - {verb}:
+        _unregister(shipped)
     current = _by_id.get(verb.id)
     if current is not None and current is not verb:
         raise ValueError(
@@ -45,6 +49,21 @@ def register_verb(verb: type[Verb]) -> type[Verb]:
         )
     _by_id[verb.id] = verb
     _by_name[verb.infinitive] = verb
+    return verb
+
+
+def _unregister(verb: type[Verb]) -> None:
+    _builtin.discard(verb)
+    if _by_id.get(verb.id) is verb:
+        del _by_id[verb.id]
+    if _by_name.get(verb.infinitive) is verb:
+        del _by_name[verb.infinitive]
+
+
+def _shipped(verb: type[Verb]) -> type[Verb]:
+    """Register one of the verbs asyncfeeds ships, which an application's verb may replace."""
+    register_verb(verb)
+    _builtin.add(verb)
     return verb
 
 
@@ -89,7 +108,7 @@ def resolve_verb(value: object) -> type[Verb]:
     raise ValueError(f"a verb must be a registered Verb class, instance, id or name, got {value!r}")
 
 
-@register_verb
+@_shipped
 class Follow(Verb):
     """A user followed another."""
 
@@ -98,7 +117,7 @@ class Follow(Verb):
     past_tense = "followed"
 
 
-@register_verb
+@_shipped
 class Comment(Verb):
     """A user commented on an object."""
 
@@ -107,7 +126,7 @@ class Comment(Verb):
     past_tense = "commented"
 
 
-@register_verb
+@_shipped
 class Love(Verb):
     """A user loved an object."""
 
@@ -116,7 +135,7 @@ class Love(Verb):
     past_tense = "loved"
 
 
-@register_verb
+@_shipped
 class Add(Verb):
     """A user added an object (say, a pin to a board)."""
 

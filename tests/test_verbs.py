@@ -80,3 +80,32 @@ def test_unknown_id_is_a_key_error_with_a_clear_message():
 def test_verb_names():
     assert str(Pin()) == "pin"
     assert (Pin.id, Pin.infinitive, Pin.past_tense) == (5, "pin", "pinned")
+
+
+def test_an_application_verb_replaces_a_shipped_one_with_its_id():
+    from asyncfeeds import verbs
+
+    class Cheer(Verb):
+        id = 3  # the shipped Love's id
+        infinitive = "cheer"
+        past_tense = "cheered"
+
+    love = verbs.Love
+    try:
+        register_verb(Cheer)
+        assert get_verb_by_id(3) is Cheer
+        assert Activity(actor=1, verb="cheer", object=2).verb is Cheer
+        with pytest.raises(ValueError, match="love"):
+            Activity(actor=1, verb="love", object=2)
+
+        class Other(Verb):
+            id = 3
+            infinitive = "other"
+            past_tense = "othered"
+
+        with pytest.raises(ValueError, match="already registered to Cheer"):
+            register_verb(Other)
+    finally:
+        verbs._unregister(Cheer)
+        verbs._shipped(love)
+    assert get_verb_by_id(3) is love
