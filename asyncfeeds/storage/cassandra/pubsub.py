@@ -85,6 +85,12 @@ class CountsSubscription:
         self._last_polled = False
         self._listener: asyncio.Task[None] | None = None
         self._polls = not notifier.uses_redis
+        if self._polls:
+            logger.info(
+                "no Redis %r is configured to carry the counts of %s between processes: "
+                "other processes' changes are polled from Cassandra every %s s",
+                notifier.redis_server, key, notifier.poll_interval,
+            )
         _local.setdefault(key, set()).add(self._queue)
         if not self._polls:
             try:
