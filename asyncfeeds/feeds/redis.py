@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import ClassVar
 
 from ..storage.base import ActivityStorage, GroupStorage, TimelineStorage
@@ -14,8 +15,8 @@ from .aggregated import AggregatedFeed
 from .base import Feed
 from .notification import NotificationFeed
 
-_timelines: dict[str, RedisTimelineStorage] = {}
-_groups: dict[str, RedisGroupStorage] = {}
+_timelines = lru_cache(maxsize=None)(RedisTimelineStorage)
+_groups = lru_cache(maxsize=None)(RedisGroupStorage)
 
 
 class _RedisBinding:
@@ -25,17 +26,11 @@ class _RedisBinding:
 
     @classmethod
     def get_timeline_storage(cls) -> TimelineStorage:
-        storage = _timelines.get(cls.redis_server)
-        if storage is None:
-            storage = _timelines[cls.redis_server] = RedisTimelineStorage(cls.redis_server)
-        return storage
+        return _timelines(cls.redis_server)
 
     @classmethod
     def get_group_storage(cls) -> GroupStorage:
-        storage = _groups.get(cls.redis_server)
-        if storage is None:
-            storage = _groups[cls.redis_server] = RedisGroupStorage(cls.redis_server)
-        return storage
+        return _groups(cls.redis_server)
 
     @classmethod
     def get_activity_storage(cls) -> ActivityStorage:
