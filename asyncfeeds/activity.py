@@ -23,7 +23,10 @@ from .exceptions import ActivityNotFoundError, DuplicateActivityError
 from .verbs import Verb, resolve_verb
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ID_TIME_DIGITS = 17  # microseconds since 1970 stay below 10**17 until the year 5138
+ID_TIME_DIGITS = 18
+"""Digits of time at the start of an activity id: microseconds up to 9999-12-31 fit in 18."""
+MAX_EXTRA_CONTEXT_DEPTH = 32
+"""How deeply ``extra_context`` may nest, so every feed kind can store what validates."""
 
 
 def _reduce_to_id(value: Any) -> Any:
@@ -51,16 +54,15 @@ VerbType = Annotated[
 ]
 
 
-def _check_finite(value: Any) -> None:
-    """Reject NaN and infinity anywhere in a JSON value: JSON cannot carry them."""
+def _check_json(value: Any, depth: int = 1) -> None:
+    """Reject NaN, infinity and nesting deeper than ``MAX_EXTRA_CONTEXT_DEPTH``."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{value} is not a JSON value")
-    if isinstance(value, dict):
-        for item in value.values():
-            _check_finite(item)
-    elif isinstance(value, list):
-        for item in value:
-            _check_finite(item)
+    if isinstance(value, dict | list):
+        if depth > MAX_EXTRA_CONTEXT_DEPTH:
+            raise ValueError(f"nests deeper than {MAX_EXTRA_CONTEXT_DEPTH} levels")
+        for item in value.values() if isinstance(value, dict) else value:
+            _check_json(item, depth + 1)
 
 
 def to_utc(value: datetime) -> datetime:
@@ -94,19 +96,24 @@ def make_activity_id(time: datetime, verb_id: int, actor: Any, object_: Any, tar
         raise ValueError("activity time must not be before 1970-01-01")
     identity = f"{verb_id}|{actor!r}|{object_!r}|{target!r}".encode()
     digest = hashlib.blake2b(identity, digest_size=8).hexdigest()
-    return f"{micros:0{_ID_TIME_DIGITS}d}{digest}"
+    return f"{micros:0{ID_TIME_DIGITS}d}{digest}"
+
+
+def format_micros(micros: int) -> str:
+    """Fixed-width digits of a time, as activity and aggregated ids start with."""
+    return f"{micros:0{ID_TIME_DIGITS}d}"
 
 
 def group_of(aggregated_id: str) -> str:
-    """The group key inside an aggregated id (``<17-digit creation time>:<group>``)."""
-    if len(aggregated_id) > _ID_TIME_DIGITS and aggregated_id[_ID_TIME_DIGITS] == ":":
-        return aggregated_id[_ID_TIME_DIGITS + 1 :]
+    """The group key inside an aggregated id (``<18-digit creation time>:<group>``)."""
+    if len(aggregated_id) > ID_TIME_DIGITS and aggregated_id[ID_TIME_DIGITS] == ":":
+        return aggregated_id[ID_TIME_DIGITS + 1 :]
     return aggregated_id
 
 
 def activity_id_time(activity_id: str) -> datetime:
     """The time encoded in an activity id."""
-    return from_epoch_micros(int(activity_id[:_ID_TIME_DIGITS]))
+    return from_epoch_micros(int(activity_id[:ID_TIME_DIGITS]))
 
 
 class Activity(BaseModel):
@@ -124,7 +131,10 @@ class Activity(BaseModel):
     @field_validator("time")
     @classmethod
     def _time_to_utc(cls, value: datetime) -> datetime:
-        value = to_utc(value)
+        try:
+            value = to_utc(value)
+        except OverflowError:
+            raise ValueError("must be between 1970-01-01 and 9999-12-31 UTC") from None
         if value < _EPOCH:
             raise ValueError("must not be before 1970-01-01")
         return value
@@ -132,7 +142,7 @@ class Activity(BaseModel):
     @field_validator("extra_context")
     @classmethod
     def _json_only(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _check_finite(value)
+        _check_json(value)
         return value
 
     @cached_property
@@ -166,8 +176,6 @@ class AggregatedActivity(BaseModel):
     model_config = ConfigDict(validate_assignment=False)
 
     max_aggregated_activities_length: ClassVar[int] = 15
-    max_minimized_ids: ClassVar[int] = 500
-    """How many dropped ids a group remembers; older drops are assumed counted already."""
 
     group: str
     activities: list[Activity] = Field(default_factory=list)
@@ -176,8 +184,7 @@ class AggregatedActivity(BaseModel):
     seen_at: datetime | None = None
     read_at: datetime | None = None
     minimized_activities: int = 0
-    minimized_ids: list[str] = Field(default_factory=list)
-    """Ids of the dropped activities, so a late or retried one is counted exactly once."""
+    """Activities of the group no longer kept in ``activities`` (the feed's index knows them)."""
 
     @field_validator("created_at", "updated_at", "seen_at", "read_at")
     @classmethod
@@ -189,7 +196,7 @@ class AggregatedActivity(BaseModel):
         """Stable id: creation time then group key, so a group reopened later gets a new id."""
         if self.created_at is None:
             return self.group
-        return f"{epoch_micros(self.created_at):0{_ID_TIME_DIGITS}d}:{self.group}"
+        return f"{format_micros(epoch_micros(self.created_at))}:{self.group}"
 
     @property
     def serialization_id(self) -> str:
@@ -246,21 +253,11 @@ class AggregatedActivity(BaseModel):
         activity_id = activity if isinstance(activity, str) else activity.activity_id
         return any(a.activity_id == activity_id for a in self.activities)
 
-    def was_minimized(self, activity: Activity) -> bool:
-        """Whether this activity was dropped by the length cap (and so is counted already)."""
-        oldest = self.activities[0].activity_id if self.activities else None
-        if oldest is not None and activity.activity_id > oldest:
-            return False  # only activities older than every kept one can have been dropped
-        remembered = self.minimized_ids
-        if len(remembered) >= self.max_minimized_ids and activity.activity_id < remembered[0]:
-            return True  # older than anything remembered: counted when it was dropped
-        return activity.activity_id in remembered
-
     def append(self, activity: Activity) -> None:
         """Add an activity, keeping time order and the length cap; duplicates raise."""
         if not isinstance(activity, Activity):
             raise TypeError(f"append() takes an Activity, got {type(activity).__name__}")
-        if self.contains(activity) or self.was_minimized(activity):
+        if self.contains(activity):
             raise DuplicateActivityError(
                 f"activity {activity.activity_id} is already in group {self.group!r}"
             )
@@ -269,9 +266,6 @@ class AggregatedActivity(BaseModel):
             self.activities.sort(key=lambda a: a.activity_id)
         overflow = len(self.activities) - self.max_aggregated_activities_length
         if overflow > 0:
-            self.minimized_ids.extend(a.activity_id for a in self.activities[:overflow])
-            self.minimized_ids.sort()
-            del self.minimized_ids[: -self.max_minimized_ids]
             del self.activities[:overflow]
             self.minimized_activities += overflow
         if self.created_at is None:

@@ -51,9 +51,11 @@ class BaseAggregator:
     ) -> tuple[list[AggregatedActivity], list[Change], list[AggregatedActivity]]:
         """Merge activities into existing groups.
 
-        Returns ``(new, changed, deleted)``: groups created, ``(old, new)`` pairs of
-        groups that took activities, and groups replaced (always empty here;
-        subclasses may retire groups).
+        Feeds pass only activities they do not hold (their index knows every
+        activity of every group, the minimized ones too). Returns
+        ``(new, changed, deleted)``: groups created, ``(old, new)`` pairs of groups
+        that took activities, and groups replaced (always empty here; subclasses
+        may retire groups).
         """
         by_group: dict[str, AggregatedActivity] = {}
         for aggregated in current:
@@ -70,14 +72,9 @@ class BaseAggregator:
                 target = changed[group][1]
             elif group in by_group:
                 existing = by_group[group]
-                if existing.contains(activity) or existing.was_minimized(activity):
+                if existing.contains(activity):
                     continue
-                target = existing.model_copy(
-                    update={
-                        "activities": list(existing.activities),
-                        "minimized_ids": list(existing.minimized_ids),
-                    }
-                )
+                target = existing.model_copy(update={"activities": list(existing.activities)})
                 changed[group] = (existing, target)
             else:
                 target = new[group] = self.aggregated_activity_class(group=group)

@@ -3,7 +3,8 @@
 An activity is stored as the JSON array
 ``[verb_id, actor, object, target, time_micros, extra_context, subclass_fields]``
 and an aggregated activity as
-``[group, created, updated, seen, read, minimized, [activity arrays...], [minimized ids...]]``.
+``[group, created, updated, seen, read, minimized, [activity arrays...]]``; which
+activities a group holds beyond the kept ones is known to the feed's index, not the group.
 """
 
 from __future__ import annotations
@@ -129,7 +130,6 @@ class AggregatedSerializer(Generic[G]):
                 _micros_or_none(aggregated.read_at),
                 aggregated.minimized_activities,
                 [self.activities.to_data(a) for a in aggregated.activities],
-                aggregated.minimized_ids,
             ]
         )
 
@@ -137,14 +137,9 @@ class AggregatedSerializer(Generic[G]):
         """Decode one aggregated activity; ``SerializationError`` on malformed data."""
         try:
             data = orjson.loads(raw)
-            group, created, updated, seen, read, minimized, activities, *rest = data
-            minimized_ids = rest[0] if rest else []
-            if len(rest) > 1 or not isinstance(group, str) or not isinstance(minimized, int):
-                raise TypeError("expected 8 fields, a string group and an integer minimized")
-            if not isinstance(minimized_ids, list) or not all(
-                isinstance(i, str) for i in minimized_ids
-            ):
-                raise TypeError("minimized ids must be a list of strings")
+            group, created, updated, seen, read, minimized, activities = data
+            if not isinstance(group, str) or not isinstance(minimized, int):
+                raise TypeError("expected 7 fields, a string group and an integer minimized")
             return self.aggregated_class.model_construct(
                 group=group,
                 created_at=_time_or_none(created),
@@ -153,7 +148,6 @@ class AggregatedSerializer(Generic[G]):
                 read_at=_time_or_none(read),
                 minimized_activities=minimized,
                 activities=[self.activities.from_data(a) for a in activities],
-                minimized_ids=minimized_ids,
             )
         except SerializationError:
             raise

@@ -30,8 +30,6 @@ async def app_queue() -> AsyncIterator[ArqRedis]:
         for feed_class in (AppFeed, AppAggregatedFeed, AppUserFeed):
             await feed_class.flush()
         await pool.delete(fanout_app.STALLED_KEY, fanout_app.RELEASE_KEY)
-        async for key in pool.scan_iter(match=f"asyncfeeds:intent:{fanout_app.PREFIX}:*"):
-            await pool.delete(key)
         await pool.aclose()
         await asyncfeeds.aclose()
 

@@ -338,15 +338,6 @@ def test_cap_keeps_the_newest_when_an_old_activity_arrives_late():
     assert group.activity_count == 16
 
 
-def test_append_of_a_minimized_activity_is_a_duplicate():
-    activities = [make_activity(i, actor=i) for i in range(16)]
-    group = group_of(*activities)
-    assert group.minimized_activities == 1
-    with pytest.raises(DuplicateActivityError):
-        group.append(activities[0])
-    assert group.activity_count == 16
-
-
 def test_append_of_a_new_activity_older_than_the_kept_window_counts_it():
     activities = [make_activity(i, actor=i) for i in range(17)]
     group = group_of(*activities[1:])
@@ -392,17 +383,3 @@ def test_notification_activity_defaults_to_unseen_and_unread():
     assert isinstance(group, AggregatedActivity)
     assert group.is_seen is False
     assert group.is_read is False
-
-
-def test_minimized_ids_are_bounded_and_old_retries_still_count_once(monkeypatch):
-    monkeypatch.setattr(AggregatedActivity, "max_minimized_ids", 5)
-    group = AggregatedActivity(group="g")
-    activities = [make_activity(i, actor=i) for i in range(30)]
-    for activity in activities:
-        group.append(activity)
-    assert len(group.minimized_ids) == 5
-    assert group.activity_count == 30
-    for activity in activities[:15]:
-        with pytest.raises(DuplicateActivityError):
-            group.append(activity)
-    assert group.activity_count == 30

@@ -159,13 +159,3 @@ def test_merge_counts_late_activities_older_than_the_kept_window():
     assert updated.activity_count == 20
     assert [a.activity_id for a in updated.activities] == [
         a.activity_id for a in activities[5:]]
-
-
-def test_merge_of_a_minimized_activity_again_changes_nothing():
-    """A retried job re-adding an activity the cap dropped must not count it twice."""
-    aggregator = RecentVerbAggregator()
-    activities = [on_day(i, 0, actor=i) for i in range(20)]
-    (group,) = aggregator.aggregate(activities)
-    assert group.minimized_activities == 5
-    assert aggregator.merge([group], activities) == ([], [], [])
-    assert aggregator.merge([group], activities[:3]) == ([], [], [])

@@ -85,8 +85,10 @@ async def test_setup_creates_the_keyspace_and_tables_and_can_run_again(keyspace)
     await asyncfeeds.setup(*classes)
     tables = await keyspace.tables()
     assert tables == {
-        "timelines": {"feed_key", "activity_id", "activity"},
-        "aggregated_feeds": {"feed_key", "version", "groups", "scores", "unseen", "unread"},
+        "timelines": {"feed_key", "activity_id"},
+        "aggregated_feeds": {
+            "feed_key", "version", "groups", "scores", "unseen", "unread", "members", "removed"
+        },
         "activities": {"prefix", "bucket", "activity_id", "data"},
         "feed_registry": {"table_name", "key_prefix", "bucket", "partition_key"},
     }

@@ -24,7 +24,7 @@ from asyncfeeds import (
     CassandraNotificationFeed,
     StorageUnavailableError,
 )
-from asyncfeeds.storage.base import Bounds, GroupWrite
+from asyncfeeds.storage.base import Bounds, GroupQuery, GroupWrite
 from asyncfeeds.storage.cassandra.connection import CassandraSchemaError
 from asyncfeeds.storage.cassandra.pubsub import channel
 from asyncfeeds.storage.redis import get_server
@@ -194,14 +194,14 @@ async def test_a_commit_on_a_stale_version_is_refused(backend):
     def write(snapshot, group: str) -> GroupWrite:
         return GroupWrite(key, snapshot.version, [(group, 1, b"[]")], (), None)
 
-    (before,) = await storage.read_many([key], None)
+    (before,) = await storage.read_many([key], GroupQuery())
     assert await storage.commit_many([write(before, "a")], False) == [True]
     assert await storage.commit_many([write(before, "b")], False) == [False]
     await storage.delete_many([key])
-    (empty,) = await storage.read_many([key], None)
+    (empty,) = await storage.read_many([key], GroupQuery())
     assert await storage.commit_many([write(empty, "c")], False) == [True]
     assert await storage.commit_many([write(before, "d")], False) == [False]
-    (after,) = await storage.read_many([key], None)
+    (after,) = await storage.read_many([key], GroupQuery())
     assert [group for group, _ in after.groups] == ["c"]
 
 

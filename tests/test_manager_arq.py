@@ -74,16 +74,22 @@ async def test_fanout_by_priority_to_thousands_of_followers(queue: ArqRedis) -> 
 async def test_payload_round_trip_is_plain_json() -> None:
     activity = make_activity(3, actor=2, extra_context={"tags": ["a", 1]})
     manager = AppManager()
-    job = FanoutJob(manager.import_path, "flat", "add", [1, "u2"], [activity])
+    job = FanoutJob(manager.import_path, "flat", "add", [1, "u2"], [activity], 17)
     payload = orjson.loads(orjson.dumps(encode(job, AppFeed)))
     decoded, feed_class = decode(manager, payload)
     assert feed_class is AppFeed
     assert decoded == job and decoded.job_id == job.job_id
     assert decoded.activities[0].extra_context == {"tags": ["a", 1]}
-    removal = FanoutJob(manager.import_path, "flat", "remove", [1], [activity.activity_id])
+    removal = FanoutJob(manager.import_path, "flat", "remove", [1], [activity.activity_id], 17)
     assert removal.job_id != job.job_id
+    later = FanoutJob(manager.import_path, "flat", "add", [1, "u2"], [activity], 18)
+    assert later.job_id != job.job_id  # a later call's job is never taken for an earlier one
     assert encode(removal, AppFeed)["activities"] == [activity.activity_id]
-    for broken in ({**payload, "feed": "nope"}, {**payload, "op": "drop"}, {"v": 1}):
+    broken_payloads = (
+        {**payload, "feed": "nope"}, {**payload, "op": "drop"}, {"v": 1},
+        {**payload, "version": "x"}, {k: v for k, v in payload.items() if k != "version"},
+    )
+    for broken in broken_payloads:
         with pytest.raises(ValueError):
             decode(manager, broken)
 
@@ -93,26 +99,38 @@ async def test_duplicate_enqueue_while_queued_or_running_runs_once(queue: ArqRed
     activity = make_activity(5, actor=2)
     jobs_per_publish = 2 * len(followers) // 50
     recorder = Recorder()
+    queued_jobs: list[tuple[str, Any]] = []
+
+    async def enqueue_again() -> list[Any]:
+        name = AppManager.queue_names[HIGH]
+        return [
+            await queue.enqueue_job(JOB_FUNCTION, payload, _job_id=job_id, _queue_name=name)
+            for job_id, payload in queued_jobs
+        ]
 
     class Republishing(AppManager):
         republished = False
 
         async def fanout(self, feed_class: type, user_ids: Sequence[Any], operation: str,
                          activities: Sequence[Any]) -> int:
-            if not self.republished:  # the same work again while this job is running
+            if not self.republished:  # the same jobs again while this one is running
                 type(self).republished = True
-                await self.add_user_activity(2, activity)
+                assert await enqueue_again() == [None] * jobs_per_publish
             return await super().fanout(feed_class, user_ids, operation, activities)
 
     manager = Republishing(queue, followers={2: {HIGH: followers}}, metrics=recorder)
     await manager.add_user_activity(2, activity)
-    await manager.add_user_activity(2, activity)
+    for raw in await queue.zrange(AppManager.queue_names[HIGH], 0, -1):
+        stored = orjson.loads(await queue.get(f"arq:job:{raw.decode()}"))
+        queued_jobs.append((raw.decode(), stored["a"][0]))
+    assert await enqueue_again() == [None] * jobs_per_publish  # queued: not again
     assert await queued(queue, HIGH) == jobs_per_publish
+    await manager.add_user_activity(2, activity)  # a later call: its own jobs
+    assert await queued(queue, HIGH) == 2 * jobs_per_publish
     worker = await drain(manager, "high", max_jobs=1)
 
-    assert worker.jobs_complete == jobs_per_publish
-    assert recorder.enqueued == [("high", jobs_per_publish, 0), ("high", 0, jobs_per_publish),
-                                 ("high", 0, jobs_per_publish)]
+    assert worker.jobs_complete == 2 * jobs_per_publish
+    assert recorder.enqueued == [("high", jobs_per_publish, 0), ("high", jobs_per_publish, 0)]
     assert await holders(AppFeed, followers, activity) == len(followers)
     for user_id in (300, 399):
         assert await AppFeed(user_id).count() == 1
@@ -141,8 +159,8 @@ async def test_racing_add_and_remove_jobs_end_as_the_user_asked_last(queue: ArqR
     manager = AppManager(queue, followers={4: {HIGH: followers}})
     activity = make_activity(8, actor=4)
 
-    # add -> remove -> add, no worker in between: the second add is a duplicate of the
-    # queued first one, and the remove job must not win whatever the order jobs run in.
+    # add -> remove -> add, no worker in between: each call has its own jobs and version,
+    # and the remove job must not win whatever the order jobs run in.
     await manager.add_user_activity(4, activity)
     await manager.remove_user_activity(4, activity)
     await manager.add_user_activity(4, activity)

@@ -17,7 +17,7 @@ from asyncfeeds import (
     RedisNotificationFeed,
     StorageUnavailableError,
 )
-from asyncfeeds.storage.base import GroupWrite
+from asyncfeeds.storage.base import GroupQuery, GroupWrite
 from asyncfeeds.storage.redis import get_server
 from asyncfeeds.storage.redis.connection import create_client
 from asyncfeeds.storage.redis.keys import timeline_key
@@ -119,7 +119,7 @@ async def test_a_writer_that_read_before_a_delete_cannot_commit_after_it(backend
     feed = backend.feed("notification")(1)
     storage = feed.get_group_storage()
     await feed.add(make_activity(1, verb=Like))
-    (stale,) = await storage.read_many([feed.key], None)
+    (stale,) = await storage.read_many([feed.key], GroupQuery())
     await feed.delete()
     await feed.add(make_activity(2, verb=Like))  # as many commits as before the delete
     write = GroupWrite(feed.key, stale.version, upserts=[], removals=[], max_length=0)

@@ -31,10 +31,10 @@ async def test_all_keys_of_one_feed_share_one_slot(backend):
         await feed.add_many([make_activity(1, verb=Like), make_activity(2, verb=Like, object=9)])
         await feed.mark_activity((await feed[0]).aggregated_id, seen=True)
     flat_keys = await keys_of(flat)
-    assert len(flat_keys) == 5 and all(k.endswith("}:tl") for k in flat_keys)
+    assert len(flat_keys) == 10 and {k.rsplit(":", 1)[1] for k in flat_keys} == {"tl", "tv"}
     notification_keys = await keys_of(notification)
     assert {k.rsplit(":", 1)[1] for k in notification_keys} == {
-        "scores", "groups", "v", "unseen", "unread"
+        "scores", "groups", "v", "unseen", "unread", "gx"
     }
     for feed_class, keys in ((flat, flat_keys), (notification, notification_keys)):
         for user_id in range(1, 6):
@@ -66,8 +66,8 @@ async def test_flush_of_one_class_leaves_other_prefixes(backend):
     second = backend.feed("aggregated")
     await first(1).add(make_activity(1))
     await second(1).add(make_activity(1))
-    await second.get_group_storage().flush(first.key_prefix())
-    await first.get_timeline_storage().flush(second.key_prefix())
+    await second.get_group_storage().flush(first.key_shape())
+    await first.get_timeline_storage().flush(second.key_shape())
     assert await first(1).count() == 1 and await second(1).count() == 1
     await second.flush()
     assert await keys_of(second) == [] and await first(1).count() == 1

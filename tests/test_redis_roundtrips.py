@@ -111,7 +111,7 @@ async def test_fanout_chunk_of_100_feeds_is_one_round_trip_and_one_command(backe
     assert await feed_class.fanout_add(list(range(1, 101)), [activity]) == 0
     measured(counted)
     assert await feed_class.fanout_remove(list(range(1, 101)), [activity]) == 100
-    assert measured(counted) == {"round trips": 1, "ZREM": 100}
+    assert measured(counted) == {"round trips": 1, "EVALSHA": 1}
 
 
 async def test_aggregated_add_is_a_read_and_a_commit(backend, counted):
@@ -124,12 +124,13 @@ async def test_aggregated_add_is_a_read_and_a_commit(backend, counted):
     assert (await feed[0]).activity_count == 3
 
 
-async def test_aggregated_fanout_chunk_of_100_feeds_is_two_round_trips(backend, counted):
+async def test_aggregated_fanout_chunk_of_100_feeds_is_three_round_trips(backend, counted):
+    """The newest stored copy of the activity, then one read and one commit for all feeds."""
     feed_class = backend.feed("notification")
     measured(counted)
     added = await feed_class.fanout_add(list(range(100)), [make_activity(1, verb=Like)])
     assert added == 100
-    assert measured(counted) == {"round trips": 2, "EVALSHA": 200}
+    assert measured(counted) == {"round trips": 3, "EVALSHA": 201}
 
 
 async def test_notification_page_and_counts_round_trips(backend, counted):

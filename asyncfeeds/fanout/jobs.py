@@ -1,9 +1,11 @@
 """Fanout jobs: the plain-data payload a chunk travels in, its id, and the arq job function.
 
 A payload is JSON (never pickle): the manager's import path, the feed class's
-name in ``Manager.feed_classes``, the operation, the chunk of user ids and the
-serialised activities (ids only for a removal). The job id is a hash of that
-work, so the same chunk enqueued twice while queued or running runs once.
+name in ``Manager.feed_classes``, the operation, the version of the manager
+call, the chunk of user ids and the serialised activities (ids only for a
+removal). The job id is a hash of that work, version included: the same chunk
+of the same call enqueued twice while queued or running runs once, while a
+later call's job is never mistaken for an earlier one's.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import orjson
 from arq import Retry
 
 from ..activity import Activity
+from ..versions import call_version
 
 if TYPE_CHECKING:
     from .manager import Manager
@@ -27,9 +30,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("asyncfeeds.fanout")
 
 JOB_FUNCTION = "asyncfeeds_fanout"
-PAYLOAD_VERSION = 1
+PAYLOAD_VERSION = 2
 OPERATIONS = ("add", "remove", "update")
-INTENT_PREFIX = "asyncfeeds:intent:"
 
 
 class JobPayloadError(ValueError):
@@ -45,8 +47,8 @@ class FanoutJob:
     operation: str
     user_ids: Sequence[int | str]
     activities: Sequence[Activity | str]
-    intent_key: str | None = None
-    """Redis key holding the latest operation the user asked for on this activity (arq mode)."""
+    version: int
+    """The version of the manager call: storage applies the job only if nothing newer was."""
 
     @property
     def activity_ids(self) -> list[str]:
@@ -56,8 +58,8 @@ class FanoutJob:
     @property
     def job_id(self) -> str:
         """Deterministic arq job id: same work, same id."""
-        work = [self.manager_path, self.feed_name, self.operation, self.activity_ids,
-                list(self.user_ids)]
+        work = [self.manager_path, self.feed_name, self.operation, self.version,
+                self.activity_ids, list(self.user_ids)]
         digest = hashlib.blake2b(orjson.dumps(work), digest_size=16).hexdigest()
         return f"asyncfeeds:{self.operation}:{digest}"
 
@@ -78,11 +80,6 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not plain data")
 
 
-def intent_key(user_feed_key: str, activity_id: str) -> str:
-    """The Redis key of the latest add/remove a user asked for on one activity of their feed."""
-    return f"{INTENT_PREFIX}{user_feed_key}:{activity_id}"
-
-
 def encode(job: FanoutJob, feed_class: type[Any]) -> dict[str, Any]:
     """The JSON-ready payload of a job; activities are written with the feed's own codec."""
     if job.operation == "remove":
@@ -95,9 +92,9 @@ def encode(job: FanoutJob, feed_class: type[Any]) -> dict[str, Any]:
         "manager": job.manager_path,
         "feed": job.feed_name,
         "op": job.operation,
+        "version": job.version,
         "users": list(job.user_ids),
         "activities": activities,
-        "intent": job.intent_key,
     }
 
 
@@ -120,8 +117,11 @@ def decode(manager: Manager, payload: Any) -> tuple[FanoutJob, type[Any]]:
         else:
             serializer = feed_class.get_serializer()
             activities = [serializer.from_data(a) for a in raw]
+        version = payload["version"]
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise JobPayloadError(f"invalid call version {version!r}")
         job = FanoutJob(payload["manager"], payload["feed"], operation, list(payload["users"]),
-                        activities, payload.get("intent"))
+                        activities, version)
     except JobPayloadError:
         raise
     except (KeyError, TypeError, ValueError) as exc:
@@ -129,22 +129,14 @@ def decode(manager: Manager, payload: Any) -> tuple[FanoutJob, type[Any]]:
     return job, feed_class
 
 
-async def execute(
-    manager: Manager, job: FanoutJob, feed_class: type[Any], redis: Any = None
-) -> int:
-    """Run one chunk through ``manager.fanout``; skip it if the user has since changed their mind.
+async def execute(manager: Manager, job: FanoutJob, feed_class: type[Any]) -> int:
+    """Run one chunk through ``manager.fanout`` at the version of the call that made it.
 
-    With ``redis`` (arq mode) a job carrying an intent key is dropped when the
-    latest operation recorded there is another one, so an add and a remove
-    of the same activity end in the state the user asked for last, whatever
-    order the workers run them in.
+    Storage applies each write only if no newer call was applied to that activity
+    in that feed, so jobs may run in any order, twice, or after a crash.
     """
-    if job.intent_key is not None and redis is not None:
-        latest = await redis.get(job.intent_key)
-        if latest is not None and latest.decode() != job.operation:
-            logger.debug("skipping superseded %s job %s", job.operation, job.job_id)
-            return 0
-    return await manager.fanout(feed_class, job.user_ids, job.operation, job.activities)
+    with call_version(job.version):
+        return await manager.fanout(feed_class, job.user_ids, job.operation, job.activities)
 
 
 async def asyncfeeds_fanout(ctx: dict[str, Any], payload: dict[str, Any]) -> int:
@@ -153,7 +145,7 @@ async def asyncfeeds_fanout(ctx: dict[str, Any], payload: dict[str, Any]) -> int
     job, feed_class = decode(manager, payload)
     try:
         async with asyncio.timeout(manager.job_timeout):
-            return await execute(manager, job, feed_class, ctx.get("redis"))
+            return await execute(manager, job, feed_class)
     except Exception as exc:
         attempt = int(ctx.get("job_try") or 1)
         if attempt >= manager.max_tries:

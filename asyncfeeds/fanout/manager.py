@@ -22,10 +22,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..activity import Activity, AggregatedActivity
 from ..exceptions import StorageUnavailableError
-from ..feeds.aggregated import AggregatedFeed
 from ..feeds.base import Feed
 from ..metrics import Metrics
-from . import jobs
+from ..versions import call_version, current_version, next_version
+from . import clock, jobs
 from .jobs import FanoutJob
 
 logger = logging.getLogger("asyncfeeds.fanout")
@@ -59,8 +59,6 @@ class Manager:
     """Seconds before a failed job's second try; doubled for every further try."""
     job_timeout: ClassVar[float] = 300.0
     """Seconds one fanout job may take before it is retried."""
-    intent_ttl: ClassVar[int] = 3600
-    """Seconds the latest add/remove of an activity is remembered to order racing jobs."""
     enqueue_concurrency: ClassVar[int] = 32
     """How many jobs are handed to Redis at once."""
     queue_url: ClassVar[str | None] = None
@@ -135,14 +133,19 @@ class Manager:
         operation: str,
         activities: Sequence[Activity | str],
     ) -> int:
-        """Apply ``operation`` ("add", "remove"; "update" internally) for a chunk in one batch."""
+        """Apply ``operation`` ("add", "remove"; "update" internally) for a chunk in one batch.
+
+        The writes carry the version of the manager call that made the chunk (set
+        around this call, so an override that calls ``super().fanout`` keeps it).
+        """
         started = time.perf_counter()
+        version = current_version()
         if operation == "add":
-            written = await feed_class.fanout_add(user_ids, activities)  # type: ignore[arg-type]
+            written = await feed_class.fanout_add(user_ids, activities, version)  # type: ignore[arg-type]
         elif operation == "remove":
-            written = await feed_class.fanout_remove(user_ids, activities)
+            written = await feed_class.fanout_remove(user_ids, activities, version)
         elif operation == "update":
-            written = await feed_class.fanout_update(user_ids, activities)  # type: ignore[arg-type]
+            written = await feed_class.fanout_update(user_ids, activities, version)  # type: ignore[arg-type]
         else:
             raise ValueError(f"fanout operation must be 'add' or 'remove', got {operation!r}")
         self.metrics.on_fanout(feed_class, operation, len(user_ids), time.perf_counter() - started)
@@ -153,10 +156,10 @@ class Manager:
         """Store the activity, add it to the user's feed and fan it out to every follower feed."""
         _check_user_id(user_id)
         checked = self._validate([activity])
-        await self._store(checked, with_user_feed=False)
-        await self.get_user_feed(user_id).add_many(checked)
-        await self._record_intent(user_id, "add", checked)
-        await self._fanout_followers(user_id, "add", checked, self.feed_classes, guarded=True)
+        version = await self._new_version()
+        await self._store(checked, skip_user_feed=True)
+        await self.get_user_feed(user_id).add_versioned(checked, version)
+        await self._fanout_followers(user_id, "add", checked, self.feed_classes, version)
         self.metrics.on_activity_published(1)
 
     async def remove_user_activity(self, user_id: UserId, activity: Activity | str) -> None:
@@ -166,9 +169,9 @@ class Manager:
             ids = Feed.activity_ids([activity])
         else:
             ids = [a.activity_id for a in self._validate([activity])]
-        await self.get_user_feed(user_id).remove_many(ids)
-        await self._record_intent(user_id, "remove", ids)
-        await self._fanout_followers(user_id, "remove", ids, self.feed_classes, guarded=True)
+        version = await self._new_version()
+        await self.get_user_feed(user_id).remove_versioned(ids, version)
+        await self._fanout_followers(user_id, "remove", ids, self.feed_classes, version)
         self.metrics.on_activity_removed(1)
 
     async def update_user_activities(self, activities: Iterable[Activity]) -> None:
@@ -176,16 +179,18 @@ class Manager:
         checked = self._validate(activities)
         if not checked:
             return
-        await self._store(checked, with_user_feed=True)
+        version = await self._new_version()
+        await self._store(checked, skip_user_feed=False)
         by_actor: dict[UserId, list[Activity]] = {}
         for activity in checked:
             by_actor.setdefault(activity.actor, []).append(activity)
-        feed_classes = {n: c for n, c in self.feed_classes.items() if _holds_copies(c)}
+        feed_classes = {n: c for n, c in self.feed_classes.items() if c.holds_copies}
+        assert self.user_feed_class is not None
         for actor, own in by_actor.items():
-            if self.user_feed_class is not None and _holds_copies(self.user_feed_class):
-                await self.user_feed_class.fanout_update([actor], own)  # type: ignore[attr-defined]
+            if self.user_feed_class.holds_copies:
+                await self.user_feed_class.fanout_update([actor], own, version)
             if feed_classes:
-                await self._fanout_followers(actor, "update", own, feed_classes, guarded=False)
+                await self._fanout_followers(actor, "update", own, feed_classes, version)
         self.metrics.on_activity_updated(len(checked))
 
     async def batch_import(
@@ -201,13 +206,13 @@ class Manager:
             raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
         checked = sorted(self._validate(activities), key=lambda a: a.activity_id)
         user_feed = self.get_user_feed(user_id)
+        version = await self._new_version()
         for start in range(0, len(checked), chunk_size):
             chunk = checked[start : start + chunk_size]
-            await self._store(chunk, with_user_feed=False)
-            await user_feed.add_many(chunk)
+            await self._store(chunk, skip_user_feed=True)
+            await user_feed.add_versioned(chunk, version)
             if fanout:
-                await self._fanout_followers(user_id, "add", chunk, self.feed_classes,
-                                             guarded=False)
+                await self._fanout_followers(user_id, "add", chunk, self.feed_classes, version)
         if checked:
             self.metrics.on_activity_published(len(checked))
 
@@ -221,25 +226,31 @@ class Manager:
         _check_user_id(user_id)
         targets = _check_user_ids(target_ids)
         activities = await self._target_activities(targets)
-        for start in range(0, len(activities), self.activity_chunk_size):
-            chunk = activities[start : start + self.activity_chunk_size]
-            for feed_class in self.feed_classes.values():
-                await self.fanout(feed_class, [user_id], "add", chunk)
+        with call_version(await self._new_version()):
+            for start in range(0, len(activities), self.activity_chunk_size):
+                chunk = activities[start : start + self.activity_chunk_size]
+                for feed_class in self.feed_classes.values():
+                    await self.fanout(feed_class, [user_id], "add", chunk)
         self.metrics.on_follow(len(targets))
 
     async def unfollow_user(self, user_id: UserId, target_id: UserId) -> None:
-        """Remove the target's activities from the user's feeds."""
+        """Remove every activity of the target from the user's feeds."""
         await self.unfollow_many_users(user_id, [target_id])
 
     async def unfollow_many_users(self, user_id: UserId, target_ids: Iterable[UserId]) -> None:
-        """Remove the targets' activities (``follow_activity_limit`` each) from the user's feeds."""
+        """Remove every activity of the targets (by actor, at any feed size) from the user's feeds.
+
+        Each feed is searched for the targets' activities, also those no longer in
+        the targets' own feeds; the removals go through ``fanout`` in chunks.
+        """
         _check_user_id(user_id)
         targets = _check_user_ids(target_ids)
-        ids = [a.activity_id for a in await self._target_activities(targets)]
-        for start in range(0, len(ids), self.activity_chunk_size):
-            chunk = ids[start : start + self.activity_chunk_size]
+        with call_version(await self._new_version()):
             for feed_class in self.feed_classes.values():
-                await self.fanout(feed_class, [user_id], "remove", chunk)
+                ids = await feed_class(user_id).activity_ids_of(targets)
+                for start in range(0, len(ids), self.activity_chunk_size):
+                    chunk = ids[start : start + self.activity_chunk_size]
+                    await self.fanout(feed_class, [user_id], "remove", chunk)
         self.metrics.on_unfollow(len(targets))
 
     async def _target_activities(self, targets: Sequence[UserId]) -> list[Activity]:
@@ -253,43 +264,42 @@ class Manager:
         return [found[i] for i in sorted(found)]
 
     # -- internals ---------------------------------------------------------------------------
+    async def _new_version(self) -> int:
+        """The version of a new call: from the queue's Redis in arq mode, else this process."""
+        if self.job_queue is None:
+            return next_version()
+        async with _queue_errors(self.queue):
+            return await clock.next_version(self.job_queue)
+
     def _validate(self, activities: Iterable[Activity]) -> list[Activity]:
-        """Every activity must suit the user feed and every follower feed: ``TypeError`` first."""
+        """Every activity must suit the user feed and every follower feed, before any write.
+
+        Wrong classes raise ``TypeError``; an activity too large for one of the
+        feeds raises ``ValueError`` naming the limit.
+        """
         if self.user_feed_class is None:
             raise TypeError(f"{type(self).__name__}.user_feed_class is not set")
         checked = self.user_feed_class.validate_activities(activities)
-        for feed_class in self.feed_classes.values():
+        for feed_class in (self.user_feed_class, *self.feed_classes.values()):
             feed_class.validate_activities(checked)
+            feed_class.serialize(checked)
         return checked
 
-    async def _store(self, activities: Sequence[Activity], *, with_user_feed: bool) -> None:
-        """Write the activities once into each distinct activity storage that id-only feeds read."""
+    async def _store(self, activities: Sequence[Activity], *, skip_user_feed: bool) -> None:
+        """Write the activities once into each distinct activity storage the feeds read.
+
+        With ``skip_user_feed`` the user feed's storage is left out: writing the
+        user's own feed stores the data there in the same round trip.
+        """
         assert self.user_feed_class is not None
         seen = set()
-        if not with_user_feed and _reads_activity_storage(self.user_feed_class):
-            seen.add(_storage_identity(self.user_feed_class))  # its add_many stores them
+        if skip_user_feed:
+            seen.add(self.user_feed_class.activity_storage_identity())
         for feed_class in (self.user_feed_class, *self.feed_classes.values()):
-            if not _reads_activity_storage(feed_class):
-                continue
-            identity = _storage_identity(feed_class)
+            identity = feed_class.activity_storage_identity()
             if identity not in seen:
                 seen.add(identity)
                 await feed_class.insert_activities(activities)
-
-    async def _record_intent(
-        self, user_id: UserId, operation: str, activities: Sequence[Activity | str]
-    ) -> None:
-        """Remember (arq mode) that the user's latest wish for these activities is ``operation``."""
-        if self.job_queue is None:
-            return
-        assert self.user_feed_class is not None
-        feed_key = self.user_feed_class.feed_key(user_id)
-        ids = [a if isinstance(a, str) else a.activity_id for a in activities]
-        async with _queue_errors(self.queue):
-            async with self.job_queue.pipeline(transaction=False) as pipe:
-                for activity_id in ids:
-                    pipe.set(jobs.intent_key(feed_key, activity_id), operation, ex=self.intent_ttl)
-                await pipe.execute()
 
     async def _fanout_followers(
         self,
@@ -297,24 +307,17 @@ class Manager:
         operation: str,
         activities: Sequence[Activity | str],
         feed_classes: Mapping[str, type[Feed]],
-        *,
-        guarded: bool,
+        version: int,
     ) -> None:
         """Chunk the followers of every priority and run or enqueue one job per chunk and class."""
         if not activities or not feed_classes:
             return
-        intent = None
-        if guarded and self.job_queue is not None and len(activities) == 1:
-            assert self.user_feed_class is not None
-            only = activities[0]
-            intent = jobs.intent_key(self.user_feed_class.feed_key(user_id),
-                                     only if isinstance(only, str) else only.activity_id)
         groups = await self._follower_groups(user_id)
         for priority, follower_ids in groups:
             dispatcher = _Dispatcher(self, priority)
             async for chunk in _chunks(follower_ids, self.fanout_chunk_size):
                 for name, feed_class in feed_classes.items():
-                    job = FanoutJob(self.import_path, name, operation, chunk, activities, intent)
+                    job = FanoutJob(self.import_path, name, operation, chunk, activities, version)
                     await dispatcher.submit(job, feed_class)
             await dispatcher.close()
 
@@ -440,26 +443,3 @@ def _check_user_ids(user_ids: Iterable[UserId]) -> list[UserId]:
     if isinstance(user_ids, str | bytes) or not isinstance(user_ids, Iterable):
         raise TypeError(f"expected an iterable of user ids, got {user_ids!r}")
     return [_check_user_id(u) for u in user_ids]
-
-
-def _reads_activity_storage(feed_class: type[Feed]) -> bool:
-    """Flat feeds whose timelines hold ids only read activity data from the activity storage."""
-    if issubclass(feed_class, AggregatedFeed):
-        return False
-    return not feed_class.get_timeline_storage().stores_payload
-
-
-def _holds_copies(feed_class: type[Feed]) -> bool:
-    """Feeds keeping their own copy of activity data need an update fanout to change it."""
-    if issubclass(feed_class, AggregatedFeed):
-        return True
-    return bool(feed_class.get_timeline_storage().stores_payload)
-
-
-def _storage_identity(feed_class: type[Feed]) -> tuple[Any, ...]:
-    return (
-        type(feed_class.get_activity_storage()),
-        feed_class.activity_key_prefix,
-        getattr(feed_class, "redis_server", None),
-        getattr(feed_class, "cassandra_cluster", None),
-    )

@@ -1,33 +1,42 @@
 """``AggregatedFeed``: activities merged into groups by an aggregator, written optimistically.
 
-Every change is read (newest groups with a version), merged in Python, and
-committed only if no other writer changed the feed since; a lost race is
-simply retried, so concurrent adds from many tasks or processes lose nothing.
+Every change reads what it needs (the groups an activity may join, the index
+entries of its activities, the groups holding them) with the feed's version,
+plans the new state in Python, and commits it only if no other writer changed
+the feed since; a lost race is retried, so concurrent writers lose nothing.
+
+Membership is exact by construction: each feed keeps an index, activity id ->
+the group holding it (or the removal that took it out) and the version of the
+manager call that last wrote it, committed atomically with the groups. Adds,
+removals and ``contains`` consult the index, so they are exact for any group,
+in or out of the merge window, however large it grows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
-from ..activity import Activity, AggregatedActivity, epoch_micros, group_of
+from ..activity import Activity, AggregatedActivity, epoch_micros
 from ..aggregators import BaseAggregator, RecentVerbAggregator
 from ..exceptions import ConcurrentUpdateError
 from ..serializers import AggregatedSerializer
-from ..storage.base import GroupSnapshot, GroupStorage, GroupWrite
+from ..storage.base import GroupQuery, GroupSnapshot, GroupStorage, GroupWrite, IndexEntry
+from ..versions import current_version, next_version
 from .base import Feed
 
 MAX_ATTEMPTS = 200
 
-Plan = Callable[[list[AggregatedActivity]], "Change"]
+Plan = Callable[[list[AggregatedActivity], dict[str, IndexEntry]], "Change"]
+PlanFactory = Callable[[], Awaitable[Plan]]
 
 
 class Change:
-    """What one feed's write does: groups to upsert and to remove, and the result to report."""
+    """What one feed's write does: groups to upsert and remove, index entries, and the result."""
 
-    __slots__ = ("removals", "result", "unseen", "upserts")
+    __slots__ = ("index", "removals", "result", "touch", "unseen", "upserts")
 
     def __init__(
         self,
@@ -35,11 +44,21 @@ class Change:
         removals: Sequence[str] = (),
         result: Any = None,
         unseen: Sequence[str] = (),
+        index: dict[str, IndexEntry] | None = None,
+        touch: bool = False,
     ) -> None:
         self.upserts = upserts
         self.removals = removals
         self.result = result
         self.unseen = unseen
+        self.index = index or {}
+        self.touch = touch
+        """Commit even when nothing changes, so the feed's version moves on."""
+
+    @property
+    def writes(self) -> bool:
+        """Whether this change needs a commit."""
+        return bool(self.upserts or self.removals or self.index or self.touch)
 
 
 class AggregatedFeed(Feed):
@@ -51,6 +70,7 @@ class AggregatedFeed(Feed):
     max_length: ClassVar[int] = 100
     key_format: ClassVar[str] = "aggregated:{user_id}"
     tracks_markers: ClassVar[bool] = False
+    holds_copies: ClassVar[bool] = True
 
     @classmethod
     def get_group_storage(cls) -> GroupStorage:
@@ -77,48 +97,33 @@ class AggregatedFeed(Feed):
 
     @classmethod
     async def flush(cls) -> None:
-        await cls.get_group_storage().flush(cls.key_prefix())
+        await cls.get_group_storage().flush(cls.key_shape())
         await cls.get_activity_storage().flush()
 
-    # -- the optimistic read-merge-commit loop, for many feeds at once -----------------
+    # -- the optimistic read-plan-commit loop, for many feeds at once ------------------
     @classmethod
     async def _change(
-        cls,
-        keys: Sequence[str],
-        limit: int | None,
-        plan: Plan,
-        groups: set[str] | None = None,
+        cls, keys: Sequence[str], query: GroupQuery, plan_factory: PlanFactory
     ) -> dict[str, Any]:
-        """Apply ``plan`` to each feed's groups, retrying the feeds where a writer got in first.
+        """Apply a plan to each feed, retrying the feeds where a writer got in first.
 
-        With ``groups`` only the stored groups with those keys are decoded and
-        given to ``plan`` (decoding is most of an add's cost).
+        ``plan_factory`` runs once per attempt, so a plan may read fresh data
+        (say the newest stored copy of an activity) before each try.
         """
         storage = cls.get_group_storage()
         serializer = cls.get_aggregated_serializer()
         results: dict[str, Any] = {}
         pending = list(dict.fromkeys(keys))
         for attempt in range(MAX_ATTEMPTS):
-            snapshots = await storage.read_many(pending, limit)
+            plan = await plan_factory()
+            snapshots = await storage.read_many(pending, query)
             writes: list[GroupWrite] = []
             planned: dict[str, Any] = {}
             for key, snapshot in zip(pending, snapshots, strict=True):
-                change = plan(_decode(serializer, snapshot, groups))
+                change = plan(_decode(serializer, snapshot), dict(snapshot.index))
                 planned[key] = change.result
-                if change.upserts or change.removals:
-                    writes.append(
-                        GroupWrite(
-                            key=key,
-                            version=snapshot.version,
-                            upserts=[
-                                (g.aggregated_id, _score(g), serializer.dumps(g))
-                                for g in change.upserts
-                            ],
-                            removals=change.removals,
-                            max_length=cls.max_length,
-                            unseen=change.unseen,
-                        )
-                    )
+                if change.writes:
+                    writes.append(cls._write(key, snapshot, change))
                 else:
                     results[key] = change.result
             committed = await storage.commit_many(writes, cls.tracks_markers) if writes else []
@@ -137,83 +142,215 @@ class AggregatedFeed(Feed):
         )
 
     @classmethod
-    def _groups_of(cls, activities: Sequence[Activity]) -> set[str]:
-        """The group keys the aggregator gives these activities."""
-        aggregator = cls.get_aggregator()
-        return {aggregator.get_group(a) for a in activities}
-
-    @classmethod
-    def _plan_add(cls, activities: Sequence[Activity]) -> Plan:
-        aggregator = cls.get_aggregator()
-
-        def plan(current: list[AggregatedActivity]) -> Change:
-            new, changed, deleted = aggregator.merge(current, activities)
-            upserts = [*new, *(after for _, after in changed)]
-            removals = [g.aggregated_id for g in deleted]
-            return Change(upserts, removals, upserts, [g.aggregated_id for g in upserts])
-
-        return plan
-
-    @classmethod
-    def _plan_remove(cls, activity_ids: Sequence[str]) -> Plan:
-        wanted = set(activity_ids)
-
-        def plan(current: list[AggregatedActivity]) -> Change:
-            upserts: list[AggregatedActivity] = []
-            removals: list[str] = []
-            removed = 0
-            for group in current:
-                held = [a for a in group.activities if a.activity_id in wanted]
-                if not held:
-                    continue
-                removed += len(held)
-                remaining = [a for a in group.activities if a.activity_id not in wanted]
-                if remaining:
-                    upserts.append(group.model_copy(update={"activities": remaining}))
-                    upserts[-1].updated_at = max(a.time for a in remaining)
-                else:
-                    removals.append(group.aggregated_id)
-            return Change(upserts, removals, removed)
-
-        return plan
-
-    @classmethod
-    async def fanout_add(cls, user_ids: Sequence[int | str], activities: Sequence[Activity]) -> int:
-        keys = [cls.feed_key(u) for u in user_ids]
-        activities = list(activities)
-        results = await cls._change(
-            keys, cls.merge_max_length, cls._plan_add(activities), cls._groups_of(activities)
+    def _write(cls, key: str, snapshot: GroupSnapshot, change: Change) -> GroupWrite:
+        serializer = cls.get_aggregated_serializer()
+        return GroupWrite(
+            key=key,
+            version=snapshot.version,
+            upserts=[(g.aggregated_id, _score(g), serializer.dumps(g)) for g in change.upserts],
+            removals=change.removals,
+            max_length=cls.max_length,
+            unseen=change.unseen,
+            index=change.index,
         )
+
+    @classmethod
+    def _add_query(cls, activities: Sequence[Activity]) -> GroupQuery:
+        """The merge window's groups the activities can join, and their index entries."""
+        aggregator = cls.get_aggregator()
+        return GroupQuery(
+            limit=cls.merge_max_length,
+            group_keys=frozenset(aggregator.get_group(a) for a in activities),
+            activity_ids=[a.activity_id for a in activities],
+        )
+
+    @staticmethod
+    def _holding_query(activity_ids: Sequence[str]) -> GroupQuery:
+        """The index entries of the ids and the groups holding them, wherever they are."""
+        return GroupQuery(limit=0, activity_ids=list(activity_ids), holding=True)
+
+    @classmethod
+    def _plan_add(cls, activities: Sequence[Activity], version: int) -> Plan:
+        aggregator = cls.get_aggregator()
+        ordered = sorted({a.activity_id: a for a in activities}.values(), key=_activity_id)
+
+        def plan(current: list[AggregatedActivity], index: dict[str, IndexEntry]) -> Change:
+            fresh: list[Activity] = []
+            entries: dict[str, IndexEntry] = {}
+            for activity in ordered:
+                entry = index.get(activity.activity_id)
+                if entry is not None and entry.version >= version:
+                    continue  # this call, or a later one, was applied already
+                if entry is not None and entry.held:
+                    entries[activity.activity_id] = IndexEntry(
+                        version, entry.aggregated_id, entry.actor
+                    )  # held already: only the newer call is remembered
+                    continue
+                fresh.append(activity)
+            if not fresh:
+                return Change((), (), [], index=entries)
+            new, changed, deleted = aggregator.merge(current, fresh)
+            upserts = [*new, *(after for _, after in changed)]
+            holder = {g.group: g for g in sorted(upserts, key=_score)}
+            for activity in fresh:
+                group = holder.get(aggregator.get_group(activity))
+                if group is not None:
+                    entries[activity.activity_id] = IndexEntry(
+                        version, group.aggregated_id, str(activity.actor)
+                    )
+            return Change(
+                upserts,
+                [g.aggregated_id for g in deleted],
+                upserts,
+                [g.aggregated_id for g in upserts],
+                entries,
+            )
+
+        return plan
+
+    @classmethod
+    def _plan_remove(cls, activity_ids: Sequence[str], version: int) -> Plan:
+        wanted = list(dict.fromkeys(activity_ids))
+
+        def plan(current: list[AggregatedActivity], index: dict[str, IndexEntry]) -> Change:
+            groups = {g.aggregated_id: g for g in current}
+            touched: dict[str, AggregatedActivity] = {}
+            entries: dict[str, IndexEntry] = {}
+            removed = 0
+            for activity_id in wanted:
+                entry = index.get(activity_id)
+                if entry is not None and entry.version >= version:
+                    continue
+                entries[activity_id] = IndexEntry(version)
+                if entry is None or entry.aggregated_id is None:
+                    continue
+                group = touched.get(entry.aggregated_id)
+                if group is None:
+                    stored = groups.get(entry.aggregated_id)
+                    if stored is None:
+                        continue
+                    group = touched[entry.aggregated_id] = _copy(stored)
+                removed += 1
+                kept = [a for a in group.activities if a.activity_id != activity_id]
+                if len(kept) < len(group.activities):
+                    group.activities = kept
+                elif group.minimized_activities > 0:
+                    group.minimized_activities -= 1
+            upserts = [g for g in touched.values() if g.activity_count > 0]
+            for group in upserts:
+                if group.activities:
+                    group.updated_at = max(a.time for a in group.activities)
+            removals = [i for i, g in touched.items() if g.activity_count == 0]
+            return Change(upserts, removals, removed, index=entries)
+
+        return plan
+
+    @classmethod
+    def _plan_update(cls, activities: Sequence[Activity], version: int) -> Plan:
+        fresh = {a.activity_id: a for a in activities}
+
+        def plan(current: list[AggregatedActivity], index: dict[str, IndexEntry]) -> Change:
+            replace = {
+                i: a
+                for i, a in fresh.items()
+                if (entry := index.get(i)) is not None and entry.held and entry.version < version
+            }
+            upserts = [
+                g.model_copy(
+                    update={"activities": [replace.get(a.activity_id, a) for a in g.activities]}
+                )
+                for g in current
+                if any(a.activity_id in replace for a in g.activities)
+            ]
+            # Always commit: an add of these activities planned from older data must retry.
+            return Change(upserts, (), len(upserts), touch=True)
+
+        return plan
+
+    @classmethod
+    async def _latest(cls, activities: Sequence[Activity]) -> list[Activity]:
+        """The newest stored copy of each activity (the manager stores every call's data)."""
+        ids = [a.activity_id for a in activities]
+        stored = await cls.get_activity_storage().get_many(ids)
+        serializer = cls.get_serializer()
+        return [
+            serializer.loads(data) if data is not None else activity
+            for activity, data in zip(activities, stored, strict=True)
+        ]
+
+    @classmethod
+    async def fanout_add(
+        cls,
+        user_ids: Sequence[int | str],
+        activities: Sequence[Activity],
+        version: int | None = None,
+    ) -> int:
+        """Add activities to many users' feeds, each from its newest stored copy."""
+        version = current_version() if version is None else version
+
+        async def plan_factory() -> Plan:
+            return cls._plan_add(await cls._latest(activities), version)
+
+        keys = [cls.feed_key(u) for u in user_ids]
+        results = await cls._change(keys, cls._add_query(activities), plan_factory)
         return sum(len(r) for r in results.values())
 
     @classmethod
     async def fanout_remove(
-        cls, user_ids: Sequence[int | str], activities: Sequence[Activity | str]
+        cls,
+        user_ids: Sequence[int | str],
+        activities: Sequence[Activity | str],
+        version: int | None = None,
     ) -> int:
+        """Take activities out of many users' feeds, wherever their groups are."""
+        version = current_version() if version is None else version
+        ids = cls.activity_ids(activities)
         keys = [cls.feed_key(u) for u in user_ids]
-        results = await cls._change(keys, None, cls._plan_remove(cls.activity_ids(activities)))
+        plan = cls._plan_remove(ids, version)
+        results = await cls._change(keys, cls._holding_query(ids), _fixed(plan))
         return sum(results.values())
 
     @classmethod
     async def fanout_update(
-        cls, user_ids: Sequence[int | str], activities: Sequence[Activity]
+        cls,
+        user_ids: Sequence[int | str],
+        activities: Sequence[Activity],
+        version: int | None = None,
     ) -> int:
         """Replace activities inside the groups of many users' feeds, in place; groups changed."""
-        fresh = {a.activity_id: a for a in activities}
+        version = current_version() if version is None else version
+        if not activities:
+            return 0
 
-        def plan(current: list[AggregatedActivity]) -> Change:
-            upserts = [
-                g.model_copy(update={"activities": [fresh.get(a.activity_id, a)
-                                                    for a in g.activities]})
-                for g in current
-                if any(a.activity_id in fresh for a in g.activities)
-            ]
-            return Change(upserts, (), len(upserts))
+        async def plan_factory() -> Plan:
+            return cls._plan_update(await cls._latest(activities), version)
 
         keys = [cls.feed_key(u) for u in user_ids]
-        groups = cls._groups_of(list(fresh.values()))
-        results = await cls._change(keys, None, plan, groups) if fresh else {}
+        ids = [a.activity_id for a in activities]
+        results = await cls._change(keys, cls._holding_query(ids), plan_factory)
         return sum(results.values())
+
+    @classmethod
+    async def fanout_remove_actors(
+        cls,
+        user_ids: Sequence[int | str],
+        actors: Sequence[int | str],
+        version: int | None = None,
+    ) -> int:
+        """Remove every activity of ``actors`` (kept or minimized) from the users' feeds."""
+        version = current_version() if version is None else version
+        removed = 0
+        for user_id in user_ids:
+            ids = await cls(user_id).activity_ids_of(actors)
+            if ids:
+                removed += await cls.fanout_remove([user_id], ids, version)
+        return removed
+
+    async def activity_ids_of(self, actors: Sequence[int | str]) -> list[str]:
+        """Ids of every activity the feed holds whose actor is one of ``actors``."""
+        wanted = {str(a) for a in actors}
+        entries = await self.get_group_storage().index_entries(self.key)
+        return sorted(i for i, e in entries.items() if e.held and e.actor in wanted)
 
     # -- one feed --------------------------------------------------------------------
     async def add(self, activity: Activity) -> list[AggregatedActivity]:  # type: ignore[override]
@@ -224,21 +361,28 @@ class AggregatedFeed(Feed):
         self, activities: Iterable[Activity], *, trim: bool = True
     ) -> list[AggregatedActivity]:
         """Merge activities into groups; one flat list of the new and changed groups."""
+        return await self.add_versioned(activities, next_version(), trim=trim)
+
+    async def add_versioned(  # type: ignore[override]
+        self, activities: Iterable[Activity], version: int, *, trim: bool = True
+    ) -> list[AggregatedActivity]:
+        """``add_many`` as part of a manager call: applied only where nothing newer was."""
         checked = self.validate_activities(activities)
         if not checked:
             return []
-        results = await self._change(
-            [self.key], self.merge_max_length, self._plan_add(checked), self._groups_of(checked)
-        )
-        return results[self.key]
+        self.serialize(checked)
+        plan = self._plan_add(checked, version)
+        results = await self._change([self.key], self._add_query(checked), _fixed(plan))
+        return results[self.key]  # type: ignore[no-any-return]
 
-    async def remove_many(self, activities: Iterable[Activity | str]) -> int:
+    async def remove_versioned(self, activities: Iterable[Activity | str], version: int) -> int:
         """Take activities out of their groups, deleting emptied groups; how many were held."""
         ids = self.activity_ids(activities)
         if not ids:
             return 0
-        results = await self._change([self.key], None, self._plan_remove(ids))
-        return results[self.key]
+        plan = self._plan_remove(ids, version)
+        results = await self._change([self.key], self._holding_query(ids), _fixed(plan))
+        return results[self.key]  # type: ignore[no-any-return]
 
     async def count(self) -> int:
         """How many groups the feed holds."""
@@ -246,17 +390,23 @@ class AggregatedFeed(Feed):
 
     async def contains(self, activity: Activity | str) -> bool:
         """Whether any group holds this activity (or id)."""
-        activity_id = self.activity_ids([activity])[0]
-        return any(g.contains(activity_id) for g in await self.get_slice(0, None))
+        entry = await self._entry(self.activity_ids([activity])[0])
+        return entry is not None and entry.held
+
+    async def _entry(self, activity_id: str) -> IndexEntry | None:
+        query = GroupQuery(limit=0, activity_ids=[activity_id])
+        (snapshot,) = await self.get_group_storage().read_many([self.key], query)
+        return snapshot.index.get(activity_id)
 
     async def index_of(self, activity: Activity | AggregatedActivity | str) -> int:
         """Position of the group (by aggregated id, or holding the activity); ``ValueError``."""
-        groups = await self.get_slice(0, None)
-        for index, group in enumerate(groups):
-            if isinstance(activity, AggregatedActivity):
-                if group.aggregated_id == activity.aggregated_id:
-                    return index
-            elif group.aggregated_id == activity or group.contains(activity):
+        if isinstance(activity, AggregatedActivity):
+            wanted: str | None = activity.aggregated_id
+        else:
+            entry = await self._entry(self.activity_ids([activity])[0])
+            wanted = entry.aggregated_id if entry is not None and entry.held else activity
+        for index, group in enumerate(await self.get_slice(0, None)):
+            if group.aggregated_id == wanted:
                 return index
         raise ValueError(f"{activity!r} is not in {self!r}")
 
@@ -267,7 +417,7 @@ class AggregatedFeed(Feed):
             raise ValueError(f"trim length must be a non-negative int, got {length!r}")
         storage = self.get_group_storage()
         for _ in range(MAX_ATTEMPTS):
-            snapshot = (await storage.read_many([self.key], 0))[0]
+            snapshot = (await storage.read_many([self.key], GroupQuery(limit=0)))[0]
             write = GroupWrite(self.key, snapshot.version, (), (), length)
             if (await storage.commit_many([write], self.tracks_markers))[0]:
                 return
@@ -279,11 +429,15 @@ class AggregatedFeed(Feed):
 
     def filter(self, **kwargs: Any) -> Feed:
         """Aggregated feeds are ranked by the aggregator, not by id: filtering is not offered."""
-        raise ValueError(f"{type(self).__name__} does not support filter(); slice it instead")
+        raise ValueError(f"{type(self).__name__} does not support filter(); use page()")
 
     def order_by(self, ordering: str) -> Feed:
         """Aggregated feeds are ranked by the aggregator: ordering is not offered."""
         raise ValueError(f"{type(self).__name__} does not support order_by(); it is ranked")
+
+    async def _walk(self) -> AsyncIterator[Any]:
+        for group in await self.get_slice(0, None):
+            yield group
 
     async def get_slice(self, start: int, stop: int | None) -> list[Any]:
         """Groups at positions ``start:stop``, ranked by the aggregator."""
@@ -293,14 +447,25 @@ class AggregatedFeed(Feed):
         return self.get_aggregator().rank(groups)
 
 
-def _decode(
-    serializer: AggregatedSerializer[Any], snapshot: GroupSnapshot, groups: set[str] | None
-) -> list[Any]:
-    return [
-        serializer.loads(data)
-        for aggregated_id, data in snapshot.groups
-        if groups is None or group_of(aggregated_id) in groups
-    ]
+def _fixed(plan: Plan) -> PlanFactory:
+    """A plan factory that returns the same plan on every attempt."""
+
+    async def factory() -> Plan:
+        return plan
+
+    return factory
+
+
+def _decode(serializer: AggregatedSerializer[Any], snapshot: GroupSnapshot) -> list[Any]:
+    return [serializer.loads(data) for _, data in snapshot.groups]
+
+
+def _copy(group: AggregatedActivity) -> AggregatedActivity:
+    return group.model_copy(update={"activities": list(group.activities)})
+
+
+def _activity_id(activity: Activity) -> str:
+    return activity.activity_id
 
 
 def _score(group: AggregatedActivity) -> int:

@@ -6,14 +6,15 @@ overriding ``get_timeline_storage`` and ``get_activity_storage``.
 
 from __future__ import annotations
 
-import asyncio
 import copy
-from collections.abc import Awaitable, Iterable, Sequence
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from typing import Any, ClassVar, NoReturn
 
 from ..activity import Activity
+from ..keys import KeyFormat
 from ..serializers import ActivitySerializer
 from ..storage.base import ActivityStorage, Bounds, TimelineStorage
+from ..versions import current_version, next_version
 
 _FILTERS = {
     "activity_id__gt": "gt",
@@ -22,6 +23,8 @@ _FILTERS = {
     "activity_id__lte": "lte",
 }
 _ORDERINGS = {"activity_id": False, "-activity_id": True}
+_PAGE = 100
+"""Activities read per round trip when a feed is walked with ``async for``."""
 
 
 class Feed:
@@ -31,12 +34,24 @@ class Feed:
     max_length: ClassVar[int] = 100
     activity_class: ClassVar[type[Activity]] = Activity
     activity_key_prefix: ClassVar[str] = "activity"
+    max_activity_bytes: ClassVar[int] = 1024 * 1024
+    """The largest serialised activity this feed stores; larger ones raise ``ValueError``."""
+    holds_copies: ClassVar[bool] = False
+    """Whether the feed keeps its own copy of activity data (updates must be fanned out)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Check ``key_format`` when the class is defined, not when it is first used."""
+        super().__init_subclass__(**kwargs)
+        cls.key_shape()
+
+    @classmethod
+    def key_shape(cls) -> KeyFormat:
+        """The checked ``key_format`` (parsed once per format)."""
+        return KeyFormat.parse(cls.key_format, cls.__name__)
 
     def __init__(self, user_id: int | str) -> None:
-        if isinstance(user_id, bool) or not isinstance(user_id, int | str):
-            raise TypeError(f"user_id must be an int or str, got {user_id!r}")
+        self.key = self.key_shape().key(user_id)
         self.user_id = user_id
-        self.key = self.key_format.format(user_id=user_id)
         self._bounds = Bounds()
         self._newest_first = True
 
@@ -55,6 +70,11 @@ class Feed:
         raise NotImplementedError(f"{cls.__name__} is not bound to a storage backend")
 
     @classmethod
+    def activity_storage_identity(cls) -> tuple[Any, ...]:
+        """Equal for feed classes sharing one activity storage (the manager stores once each)."""
+        raise NotImplementedError(f"{cls.__name__} is not bound to a storage backend")
+
+    @classmethod
     def get_serializer(cls) -> ActivitySerializer[Any]:
         """The activity codec for this class's ``activity_class`` (built once per class)."""
         serializer = cls.__dict__.get("_serializer")
@@ -65,13 +85,13 @@ class Feed:
 
     @classmethod
     def key_prefix(cls) -> str:
-        """The constant start of every key of this class, used by ``flush``."""
-        return cls.key_format.split("{", 1)[0]
+        """The constant start of every key of this class."""
+        return cls.key_shape().prefix
 
     @classmethod
     def feed_key(cls, user_id: int | str) -> str:
         """The storage key of one user's feed."""
-        return cls.key_format.format(user_id=user_id)
+        return cls.key_shape().key(user_id)
 
     # -- validation ------------------------------------------------------------------
     @classmethod
@@ -87,6 +107,21 @@ class Feed:
                     f"got {type(item).__name__}"
                 )
         return checked
+
+    @classmethod
+    def serialize(cls, activities: Iterable[Activity]) -> dict[str, bytes]:
+        """Encode activities by id; ``ValueError`` naming the limit for one that is too large."""
+        serializer = cls.get_serializer()
+        encoded = {}
+        for activity in activities:
+            data = serializer.dumps(activity)
+            if len(data) > cls.max_activity_bytes:
+                raise ValueError(
+                    f"activity {activity.activity_id} takes {len(data)} bytes, more than "
+                    f"{cls.__name__} stores ({cls.max_activity_bytes} bytes, max_activity_bytes)"
+                )
+            encoded[activity.activity_id] = data
+        return encoded
 
     @staticmethod
     def activity_ids(items: Iterable[Activity | str]) -> list[str]:
@@ -111,7 +146,7 @@ class Feed:
         """Store activities in the activity storage (what fanout does once per activity)."""
         checked = cls.validate_activities(activities)
         if checked:
-            await cls.get_activity_storage().add_many(cls.get_serializer().dumps_many(checked))
+            await cls.get_activity_storage().add_many(cls.serialize(checked))
 
     @classmethod
     async def insert_activity(cls, activity: Activity) -> None:
@@ -133,60 +168,79 @@ class Feed:
     @classmethod
     async def flush(cls) -> None:
         """Drop every timeline of this class and its activity storage (tests)."""
-        await cls.get_timeline_storage().flush(cls.key_prefix())
+        await cls.get_timeline_storage().flush(cls.key_shape())
         await cls.get_activity_storage().flush()
 
     # -- batch writes for many feeds (fanout) ----------------------------------------
     @classmethod
-    async def fanout_add(cls, user_ids: Sequence[int | str], activities: Sequence[Activity]) -> int:
+    async def fanout_add(
+        cls,
+        user_ids: Sequence[int | str],
+        activities: Sequence[Activity],
+        version: int | None = None,
+    ) -> int:
         """Add activities to many users' feeds in one storage batch; the data is stored already."""
-        storage = cls.get_timeline_storage()
-        serializer = cls.get_serializer()
-        entries = [
-            (a.activity_id, serializer.dumps(a) if storage.stores_payload else b"")
-            for a in activities
-        ]
-        added = await storage.add_many({cls.feed_key(u): entries for u in user_ids}, cls.max_length)
+        version = current_version() if version is None else version
+        entries = [(a.activity_id, b"") for a in activities]
+        added = await cls.get_timeline_storage().add_many(
+            {cls.feed_key(u): entries for u in user_ids}, cls.max_length, version
+        )
         return sum(added.values())
 
     @classmethod
     async def fanout_remove(
-        cls, user_ids: Sequence[int | str], activities: Sequence[Activity | str]
+        cls,
+        user_ids: Sequence[int | str],
+        activities: Sequence[Activity | str],
+        version: int | None = None,
     ) -> int:
         """Remove activities from many users' feeds in one storage batch."""
+        version = current_version() if version is None else version
         ids = cls.activity_ids(activities)
         removed = await cls.get_timeline_storage().remove_many(
-            {cls.feed_key(u): ids for u in user_ids}
+            {cls.feed_key(u): ids for u in user_ids}, version
         )
         return sum(removed.values())
 
     @classmethod
     async def fanout_update(
-        cls, user_ids: Sequence[int | str], activities: Sequence[Activity]
+        cls,
+        user_ids: Sequence[int | str],
+        activities: Sequence[Activity],
+        version: int | None = None,
     ) -> int:
         """Replace the copies of activities held by many users' feeds; never adds one elsewhere.
 
-        Id-only timelines hold no copy (the activity storage is the one to update).
+        Flat timelines hold ids only: the activity storage is the one copy to update.
         """
-        storage = cls.get_timeline_storage()
-        if not storage.stores_payload or not activities:
-            return 0
-        keys = [cls.feed_key(u) for u in user_ids]
-        ids = [a.activity_id for a in activities]
-        held = await asyncio.gather(*(storage.contains_many(key, ids) for key in keys))
-        serializer = cls.get_serializer()
-        entries = {
-            key: [
-                (a.activity_id, serializer.dumps(a))
-                for a, found in zip(activities, flags, strict=True)
-                if found
-            ]
-            for key, flags in zip(keys, held, strict=True)
-            if any(flags)
-        }
-        if entries:
-            await storage.add_many(entries, cls.max_length)
-        return sum(len(e) for e in entries.values())
+        version = current_version() if version is None else version
+        return 0
+
+    @classmethod
+    async def fanout_remove_actors(
+        cls,
+        user_ids: Sequence[int | str],
+        actors: Sequence[int | str],
+        version: int | None = None,
+    ) -> int:
+        """Remove every activity of ``actors`` from the users' feeds, however many they hold."""
+        version = current_version() if version is None else version
+        removed = 0
+        for user_id in user_ids:
+            feed = cls(user_id)
+            ids = await feed.activity_ids_of(actors)
+            if ids:
+                removed += await cls.fanout_remove([user_id], ids, version)
+        return removed
+
+    async def activity_ids_of(self, actors: Sequence[int | str]) -> list[str]:
+        """Ids of the activities in this feed whose actor is one of ``actors``."""
+        wanted = {str(a) for a in actors}
+        found: list[str] = []
+        async for activity in self:
+            if str(activity.actor) in wanted:
+                found.append(activity.activity_id)
+        return found
 
     # -- one feed --------------------------------------------------------------------
     async def add(self, activity: Activity) -> int:
@@ -195,14 +249,20 @@ class Feed:
 
     async def add_many(self, activities: Iterable[Activity], *, trim: bool = True) -> int:
         """Add activities (storing their data too); how many were new."""
+        return await self.add_versioned(activities, next_version(), trim=trim)
+
+    async def add_versioned(
+        self, activities: Iterable[Activity], version: int, *, trim: bool = True
+    ) -> int:
+        """``add_many`` as part of a manager call: applied only where nothing newer was."""
         checked = self.validate_activities(activities)
         if not checked:
             return 0
-        serializer = self.get_serializer()
-        entries = [(a.activity_id, serializer.dumps(a)) for a in checked]
+        entries = list(self.serialize(checked).items())
         added = await self.get_timeline_storage().add_many(
             {self.key: entries},
             self.max_length if trim else None,
+            version,
             activity_storage=self.get_activity_storage(),
         )
         return added[self.key]
@@ -213,10 +273,14 @@ class Feed:
 
     async def remove_many(self, activities: Iterable[Activity | str]) -> int:
         """Remove activities (or ids); how many were there."""
+        return await self.remove_versioned(activities, next_version())
+
+    async def remove_versioned(self, activities: Iterable[Activity | str], version: int) -> int:
+        """``remove_many`` as part of a manager call: applied only where nothing newer was."""
         ids = self.activity_ids(activities)
         if not ids:
             return 0
-        removed = await self.get_timeline_storage().remove_many({self.key: ids})
+        removed = await self.get_timeline_storage().remove_many({self.key: ids}, version)
         return removed[self.key]
 
     async def count(self) -> int:
@@ -279,6 +343,29 @@ class Feed:
             raise ValueError("negative indexes are not supported")
         return self._get_one(index)
 
+    def __iter__(self) -> NoReturn:
+        """Feeds are read with ``await`` (slices) or ``async for``; plain ``for`` is a mistake."""
+        raise TypeError(
+            f"{type(self).__name__} is not iterable with 'for': use 'async for item in feed' "
+            "or 'await feed[:n]'"
+        )
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        """Walk the whole feed in the current order, a page at a time."""
+        async for item in self._walk():
+            yield item
+
+    async def _walk(self) -> AsyncIterator[Any]:
+        feed = self
+        while True:
+            page = await feed.get_slice(0, _PAGE)
+            for item in page:
+                yield item
+            if len(page) < _PAGE:
+                return
+            beyond = "activity_id__lt" if feed._newest_first else "activity_id__gt"
+            feed = feed.filter(**{beyond: page[-1].activity_id})
+
     async def _get_one(self, index: int) -> Any:
         items = await self.get_slice(index, index + 1)
         if not items:
@@ -287,14 +374,13 @@ class Feed:
 
     async def get_slice(self, start: int, stop: int | None) -> list[Any]:
         """Activities at positions ``start:stop`` in the current order, fully hydrated."""
-        storage = self.get_timeline_storage()
-        rows = await storage.get_slice(
+        rows = await self.get_timeline_storage().get_slice(
             self.key,
             start,
             stop,
             self._bounds,
             self._newest_first,
-            activity_storage=None if storage.stores_payload else self.get_activity_storage(),
+            activity_storage=self.get_activity_storage(),
         )
         return await self.hydrate(rows)
 

@@ -9,7 +9,7 @@ creates the keyspace and tables.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..storage.base import ActivityStorage, GroupStorage, TimelineStorage
 from ..storage.cassandra import (
@@ -61,6 +61,11 @@ class _CassandraBinding:
     def get_activity_storage(cls) -> ActivityStorage:
         table = identifier(cls.activity_table, "table")
         return _activities(cls.cassandra_cluster, table, cls.activity_key_prefix)  # type: ignore[attr-defined]
+
+    @classmethod
+    def activity_storage_identity(cls) -> tuple[Any, ...]:
+        table = identifier(cls.activity_table, "table")
+        return ("cassandra", cls.cassandra_cluster, table, cls.activity_key_prefix)  # type: ignore[attr-defined]
 
     @classmethod
     def storage_tables(cls) -> list[tuple[str, schema.Table]]:

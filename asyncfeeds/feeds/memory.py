@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..storage.base import ActivityStorage, GroupStorage, TimelineStorage
 from ..storage.memory import MemoryActivityStorage, MemoryGroupStorage, MemoryTimelineStorage
 from .aggregated import AggregatedFeed
@@ -26,6 +28,10 @@ class _MemoryBinding:
     @classmethod
     def get_activity_storage(cls) -> ActivityStorage:
         return MemoryActivityStorage(cls.activity_key_prefix)  # type: ignore[attr-defined]
+
+    @classmethod
+    def activity_storage_identity(cls) -> tuple[Any, ...]:
+        return ("memory", cls.activity_key_prefix)  # type: ignore[attr-defined]
 
 
 class MemoryFeed(_MemoryBinding, Feed):

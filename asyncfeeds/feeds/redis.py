@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..storage.base import ActivityStorage, GroupStorage, TimelineStorage
 from ..storage.redis import RedisActivityStorage, RedisGroupStorage, RedisTimelineStorage
@@ -35,6 +35,10 @@ class _RedisBinding:
     @classmethod
     def get_activity_storage(cls) -> ActivityStorage:
         return RedisActivityStorage(cls.redis_server, cls.activity_key_prefix)  # type: ignore[attr-defined]
+
+    @classmethod
+    def activity_storage_identity(cls) -> tuple[Any, ...]:
+        return ("redis", cls.redis_server, cls.activity_key_prefix)  # type: ignore[attr-defined]
 
 
 class RedisFeed(_RedisBinding, Feed):

@@ -8,14 +8,20 @@ fanout chunk is one round trip.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from ..keys import KeyFormat
 
 Entry = tuple[str, bytes]
 """An activity id with its serialised activity."""
 
 Counts = dict[str, int]
 """``{"unseen_count": n, "unread_count": m}``."""
+
+TOMBSTONE_LIMIT = 1000
+"""Removals one feed remembers (the oldest versions are forgotten first), so an add job
+older than a removal, arriving late, stays out; bounded so storage does not grow forever."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +49,50 @@ class Bounds:
 
 
 @dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """Where an aggregated feed holds an activity (or that it was removed), and since which call.
+
+    ``aggregated_id`` is ``None`` for a removal (a tombstone), which keeps its
+    version so an older add that arrives late cannot bring the activity back.
+    """
+
+    version: int
+    aggregated_id: str | None = None
+    actor: str = ""
+    """The activity's actor as a string, so feeds can drop a followee's activities exactly."""
+
+    @property
+    def held(self) -> bool:
+        """Whether the feed holds the activity (as opposed to remembering its removal)."""
+        return self.aggregated_id is not None
+
+    def encode(self) -> str:
+        """Compact text form: ``"<version> <id length> <aggregated id><actor>"``, or
+        ``"-<version>"`` for a removal."""
+        if self.aggregated_id is None:
+            return f"-{self.version}"
+        return f"{self.version} {len(self.aggregated_id)} {self.aggregated_id}{self.actor}"
+
+    @classmethod
+    def decode(cls, text: str | bytes) -> IndexEntry:
+        """Read what ``encode`` wrote."""
+        if isinstance(text, bytes):
+            text = text.decode()
+        if text.startswith("-"):
+            return cls(int(text[1:]))
+        version, length, rest = text.split(" ", 2)
+        size = int(length)
+        return cls(int(version), rest[:size], rest[size:])
+
+
+@dataclass(frozen=True, slots=True)
 class GroupWrite:
-    """One aggregated feed's optimistic write: upsert and remove groups if ``version`` holds."""
+    """One aggregated feed's optimistic write: upsert and remove groups if ``version`` holds.
+
+    The storage applies it atomically: groups, index entries, markers and the trim
+    to ``max_length`` change together or not at all. Index entries that point at a
+    group the write removes or trims are dropped with it.
+    """
 
     key: str
     version: Any
@@ -54,14 +102,33 @@ class GroupWrite:
     max_length: int | None
     unseen: Sequence[str] = ()
     """Group ids that become unseen and unread (new or changed groups of a notification feed)."""
+    index: Mapping[str, IndexEntry] = field(default_factory=dict)
+    """Index entries to set, by activity id (held activities and removals)."""
 
 
 @dataclass(frozen=True, slots=True)
 class GroupSnapshot:
-    """The newest groups of one aggregated feed with the version they were read at."""
+    """Groups of one aggregated feed and index entries, with the version they were read at."""
 
     version: Any
     groups: list[tuple[str, bytes]]
+    index: dict[str, IndexEntry] = field(default_factory=dict)
+    """The entries of the activity ids asked for (absent: never seen, or forgotten)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupQuery:
+    """What ``read_many`` returns of each feed.
+
+    ``limit`` newest groups (all if ``None``) whose group key is in ``group_keys``
+    (any key if ``None``), the index entries of ``activity_ids``, and with
+    ``holding`` also every group that holds one of those activities.
+    """
+
+    limit: int | None = None
+    group_keys: frozenset[str] | None = None
+    activity_ids: Sequence[str] = ()
+    holding: bool = False
 
 
 @runtime_checkable
@@ -83,24 +150,30 @@ class ActivityStorage(Protocol):
 
 @runtime_checkable
 class TimelineStorage(Protocol):
-    """Flat timelines: per-feed sets of activity ids ordered by id, newest first."""
+    """Flat timelines: per-feed sets of activity ids ordered by id, newest first.
 
-    stores_payload: bool
-    """True if slices return the activity data; False if they return ids only (hydrate)."""
+    Writes carry a version (see ``asyncfeeds.versions``): an add or remove of an
+    id applies only if its version is newer than the last one applied for that
+    id in that timeline, checked in the same atomic step as the write. Removals
+    are remembered (a bounded number per timeline) so a late, older add stays out.
+    """
 
     async def add_many(
         self,
         entries: Mapping[str, Sequence[Entry]],
         max_length: int | None,
+        version: int,
         activity_storage: ActivityStorage | None = None,
     ) -> dict[str, int]:
-        """Add entries to many timelines and trim each to ``max_length``; new ids per key.
+        """Add ids to many timelines and trim each to ``max_length``; new ids per key.
 
         With ``activity_storage`` the entries' data is stored there first (in the
         same round trip where the backend can), so no timeline holds a dangling id.
         """
 
-    async def remove_many(self, entries: Mapping[str, Sequence[str]]) -> dict[str, int]:
+    async def remove_many(
+        self, entries: Mapping[str, Sequence[str]], version: int
+    ) -> dict[str, int]:
         """Remove ids from many timelines; removed ids per key."""
 
     async def get_slice(
@@ -112,10 +185,10 @@ class TimelineStorage(Protocol):
         newest_first: bool,
         activity_storage: ActivityStorage | None = None,
     ) -> list[tuple[str, bytes | None]]:
-        """Ids (and data, if stored) of positions ``start:stop`` within ``bounds``.
+        """Ids of positions ``start:stop`` within ``bounds``, with their data where known.
 
-        A backend may use ``activity_storage`` to return the data of an id-only
-        timeline in the same round trip; rows it leaves at ``None`` are hydrated.
+        A backend may use ``activity_storage`` to return the data in the same round
+        trip; rows it leaves at ``None`` are hydrated by the feed.
         """
 
     async def count(self, key: str) -> int:
@@ -133,24 +206,28 @@ class TimelineStorage(Protocol):
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove whole timelines."""
 
-    async def flush(self, key_prefix: str) -> None:
-        """Remove every timeline whose key starts with ``key_prefix``."""
+    async def flush(self, key_format: KeyFormat) -> None:
+        """Remove every timeline whose key has the shape of ``key_format``."""
 
 
 @runtime_checkable
 class GroupStorage(Protocol):
     """Aggregated timelines: per-feed groups ordered by score, written optimistically.
 
-    With ``markers`` enabled (notification feeds) the storage also keeps the
-    unseen and unread group ids, changed in the same atomic step as the groups,
-    and publishes the counts to subscribers after every change.
+    Each feed also keeps an exact index, activity id -> ``IndexEntry``, changed in
+    the same atomic step as the groups. With ``markers`` enabled (notification
+    feeds) the storage keeps the unseen and unread group ids too, and publishes
+    the counts to subscribers after every change.
     """
 
-    async def read_many(self, keys: Sequence[str], limit: int | None) -> list[GroupSnapshot]:
-        """The newest ``limit`` groups (all if ``None``) of each feed, with its version."""
+    async def read_many(self, keys: Sequence[str], query: GroupQuery) -> list[GroupSnapshot]:
+        """What ``query`` asks of each feed, with the version it was read at."""
 
     async def commit_many(self, writes: Sequence[GroupWrite], markers: bool) -> list[bool]:
         """Apply each write if its version still holds; False where a writer got in first."""
+
+    async def index_entries(self, key: str) -> dict[str, IndexEntry]:
+        """The whole index of one feed (for removals by actor)."""
 
     async def get_slice(self, key: str, start: int, stop: int | None) -> list[tuple[str, bytes]]:
         """Groups at positions ``start:stop``, highest score first."""
@@ -171,7 +248,7 @@ class GroupStorage(Protocol):
         """Counts after each change of this feed, until the consumer stops iterating."""
 
     async def delete_many(self, keys: Sequence[str]) -> None:
-        """Remove whole feeds with their markers."""
+        """Remove whole feeds with their markers and index."""
 
-    async def flush(self, key_prefix: str) -> None:
-        """Remove every feed whose key starts with ``key_prefix``."""
+    async def flush(self, key_format: KeyFormat) -> None:
+        """Remove every feed whose key has the shape of ``key_format``."""

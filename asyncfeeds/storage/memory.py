@@ -6,8 +6,39 @@ import asyncio
 import bisect
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from .base import ActivityStorage, Bounds, Counts, Entry, GroupSnapshot, GroupWrite
+from ..activity import group_of
+from ..keys import KeyFormat
+from .base import (
+    TOMBSTONE_LIMIT,
+    ActivityStorage,
+    Bounds,
+    Counts,
+    Entry,
+    GroupQuery,
+    GroupSnapshot,
+    GroupWrite,
+    IndexEntry,
+)
+
+
+@dataclass
+class _Timeline:
+    ids: list[str] = field(default_factory=list)
+    """Ascending; the newest id is last."""
+    versions: dict[str, int] = field(default_factory=dict)
+    """Last version applied per id: held ids and remembered removals."""
+    removed: dict[str, int] = field(default_factory=dict)
+    """Remembered removals, id -> version."""
+
+    def applies(self, activity_id: str, version: int) -> bool:
+        return self.versions.get(activity_id, -1) < version
+
+    def remember_removal(self, activity_id: str, version: int) -> None:
+        self.versions[activity_id] = version
+        self.removed[activity_id] = version
+        _forget_oldest(self.removed, self.versions)
 
 
 @dataclass
@@ -17,6 +48,9 @@ class _GroupFeed:
     data: dict[str, bytes] = field(default_factory=dict)
     unseen: set[str] = field(default_factory=set)
     unread: set[str] = field(default_factory=set)
+    index: dict[str, IndexEntry] = field(default_factory=dict)
+    removed: dict[str, int] = field(default_factory=dict)
+    """Removals in ``index``, id -> version, to forget the oldest first."""
 
     def ordered_ids(self) -> list[str]:
         return sorted(self.scores, key=lambda i: (self.scores[i], i), reverse=True)
@@ -25,8 +59,17 @@ class _GroupFeed:
         return {"unseen_count": len(self.unseen), "unread_count": len(self.unread)}
 
 
+def _forget_oldest(removed: dict[str, int], versions: Mapping[str, Any]) -> None:
+    """Keep at most ``TOMBSTONE_LIMIT`` removals, forgetting the oldest versions."""
+    excess = len(removed) - TOMBSTONE_LIMIT
+    if excess > 0:
+        for activity_id in sorted(removed, key=removed.__getitem__)[:excess]:
+            del removed[activity_id]
+            del versions[activity_id]  # type: ignore[attr-defined]
+
+
 _activities: dict[str, dict[str, bytes]] = {}
-_timelines: dict[str, list[str]] = {}
+_timelines: dict[str, _Timeline] = {}
 _groups: dict[str, _GroupFeed] = {}
 _subscribers: dict[str, set[asyncio.Queue[Counts]]] = {}
 
@@ -59,14 +102,13 @@ class MemoryActivityStorage:
 
 
 class MemoryTimelineStorage:
-    """Timelines as sorted lists of ids (ascending; newest is last)."""
-
-    stores_payload = False
+    """Timelines as sorted lists of ids with the version last applied per id."""
 
     async def add_many(
         self,
         entries: Mapping[str, Sequence[Entry]],
         max_length: int | None,
+        version: int,
         activity_storage: ActivityStorage | None = None,
     ) -> dict[str, int]:
         if activity_storage is not None:
@@ -75,27 +117,45 @@ class MemoryTimelineStorage:
             )
         added: dict[str, int] = {}
         for key, items in entries.items():
-            timeline = _timelines.setdefault(key, [])
+            timeline = _timelines.setdefault(key, _Timeline())
+            ids = timeline.ids
             new = 0
             for activity_id, _ in items:
-                position = bisect.bisect_left(timeline, activity_id)
-                if position == len(timeline) or timeline[position] != activity_id:
-                    timeline.insert(position, activity_id)
+                if not timeline.applies(activity_id, version):
+                    continue
+                timeline.versions[activity_id] = version
+                timeline.removed.pop(activity_id, None)
+                position = bisect.bisect_left(ids, activity_id)
+                if position == len(ids) or ids[position] != activity_id:
+                    ids.insert(position, activity_id)
                     new += 1
-            if max_length is not None and len(timeline) > max_length:
-                del timeline[: len(timeline) - max_length]
+            if max_length is not None:
+                self._trim(timeline, max_length)
             added[key] = new
         return added
 
-    async def remove_many(self, entries: Mapping[str, Sequence[str]]) -> dict[str, int]:
+    @staticmethod
+    def _trim(timeline: _Timeline, length: int) -> None:
+        excess = len(timeline.ids) - length
+        if excess > 0:
+            for activity_id in timeline.ids[:excess]:
+                timeline.versions.pop(activity_id, None)
+            del timeline.ids[:excess]
+
+    async def remove_many(
+        self, entries: Mapping[str, Sequence[str]], version: int
+    ) -> dict[str, int]:
         removed: dict[str, int] = {}
         for key, ids in entries.items():
-            timeline = _timelines.get(key, [])
+            timeline = _timelines.setdefault(key, _Timeline())
             count = 0
-            for activity_id in set(ids):
-                position = bisect.bisect_left(timeline, activity_id)
-                if position < len(timeline) and timeline[position] == activity_id:
-                    del timeline[position]
+            for activity_id in dict.fromkeys(ids):
+                if not timeline.applies(activity_id, version):
+                    continue
+                timeline.remember_removal(activity_id, version)
+                position = bisect.bisect_left(timeline.ids, activity_id)
+                if position < len(timeline.ids) and timeline.ids[position] == activity_id:
+                    del timeline.ids[position]
                     count += 1
             removed[key] = count
         return removed
@@ -109,52 +169,64 @@ class MemoryTimelineStorage:
         newest_first: bool,
         activity_storage: ActivityStorage | None = None,
     ) -> list[tuple[str, bytes | None]]:
-        ids = [i for i in _timelines.get(key, []) if bounds.admits(i)]
+        timeline = _timelines.get(key)
+        ids = [i for i in timeline.ids if bounds.admits(i)] if timeline else []
         if newest_first:
             ids.reverse()
         return [(i, None) for i in ids[start:stop]]
 
     async def count(self, key: str) -> int:
-        return len(_timelines.get(key, []))
+        timeline = _timelines.get(key)
+        return len(timeline.ids) if timeline else 0
 
     async def contains_many(self, key: str, activity_ids: Sequence[str]) -> list[bool]:
-        timeline = _timelines.get(key, [])
+        ids = _timelines[key].ids if key in _timelines else []
         found = []
         for activity_id in activity_ids:
-            position = bisect.bisect_left(timeline, activity_id)
-            found.append(position < len(timeline) and timeline[position] == activity_id)
+            position = bisect.bisect_left(ids, activity_id)
+            found.append(position < len(ids) and ids[position] == activity_id)
         return found
 
     async def index_of(self, key: str, activity_id: str) -> int | None:
-        timeline = _timelines.get(key, [])
-        position = bisect.bisect_left(timeline, activity_id)
-        if position < len(timeline) and timeline[position] == activity_id:
-            return len(timeline) - 1 - position
+        ids = _timelines[key].ids if key in _timelines else []
+        position = bisect.bisect_left(ids, activity_id)
+        if position < len(ids) and ids[position] == activity_id:
+            return len(ids) - 1 - position
         return None
 
     async def trim(self, key: str, length: int) -> None:
         timeline = _timelines.get(key)
-        if timeline and len(timeline) > length:
-            del timeline[: len(timeline) - length]
+        if timeline is not None:
+            self._trim(timeline, length)
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         for key in keys:
             _timelines.pop(key, None)
 
-    async def flush(self, key_prefix: str) -> None:
-        for key in [k for k in _timelines if k.startswith(key_prefix)]:
+    async def flush(self, key_format: KeyFormat) -> None:
+        for key in [k for k in _timelines if key_format.owns(k)]:
             del _timelines[key]
 
 
 class MemoryGroupStorage:
     """Aggregated feeds as dicts of groups with a version counter for optimistic writes."""
 
-    async def read_many(self, keys: Sequence[str], limit: int | None) -> list[GroupSnapshot]:
+    async def read_many(self, keys: Sequence[str], query: GroupQuery) -> list[GroupSnapshot]:
         snapshots = []
         for key in keys:
             feed = _groups.get(key) or _GroupFeed()
-            ids = feed.ordered_ids()[:limit]
-            snapshots.append(GroupSnapshot(feed.version, [(i, feed.data[i]) for i in ids]))
+            wanted = [
+                i
+                for i in feed.ordered_ids()[: query.limit]
+                if query.group_keys is None or group_of(i) in query.group_keys
+            ]
+            index = {i: feed.index[i] for i in query.activity_ids if i in feed.index}
+            if query.holding:
+                holding = {e.aggregated_id for e in index.values() if e.aggregated_id}
+                wanted.extend(i for i in feed.ordered_ids() if i in holding and i not in wanted)
+            snapshots.append(
+                GroupSnapshot(feed.version, [(i, feed.data[i]) for i in wanted], index)
+            )
         return snapshots
 
     async def commit_many(self, writes: Sequence[GroupWrite], markers: bool) -> list[bool]:
@@ -164,6 +236,7 @@ class MemoryGroupStorage:
             if feed.version != write.version:
                 results.append(False)
                 continue
+            dropped = set(write.removals)
             for aggregated_id in write.removals:
                 self._drop(feed, aggregated_id)
             for aggregated_id, score, data in write.upserts:
@@ -175,6 +248,8 @@ class MemoryGroupStorage:
             if write.max_length is not None:
                 for aggregated_id in feed.ordered_ids()[write.max_length :]:
                     self._drop(feed, aggregated_id)
+                    dropped.add(aggregated_id)
+            self._index(feed, write.index, dropped)
             feed.version += 1
             results.append(True)
             if markers:
@@ -182,11 +257,30 @@ class MemoryGroupStorage:
         return results
 
     @staticmethod
+    def _index(feed: _GroupFeed, entries: Mapping[str, IndexEntry], dropped: set[str]) -> None:
+        for activity_id, entry in entries.items():
+            feed.index[activity_id] = entry
+            if entry.held:
+                feed.removed.pop(activity_id, None)
+            else:
+                feed.removed[activity_id] = entry.version
+        if dropped:
+            for activity_id in [
+                i for i, e in feed.index.items() if e.aggregated_id in dropped
+            ]:
+                del feed.index[activity_id]
+        _forget_oldest(feed.removed, feed.index)
+
+    @staticmethod
     def _drop(feed: _GroupFeed, aggregated_id: str) -> None:
         feed.scores.pop(aggregated_id, None)
         feed.data.pop(aggregated_id, None)
         feed.unseen.discard(aggregated_id)
         feed.unread.discard(aggregated_id)
+
+    async def index_entries(self, key: str) -> dict[str, IndexEntry]:
+        feed = _groups.get(key)
+        return dict(feed.index) if feed else {}
 
     async def get_slice(self, key: str, start: int, stop: int | None) -> list[tuple[str, bytes]]:
         feed = _groups.get(key)
@@ -227,11 +321,14 @@ class MemoryGroupStorage:
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         for key in keys:
-            if _groups.pop(key, None) is not None:
+            feed = _groups.pop(key, None)
+            if feed is not None:
+                # A writer that read the deleted feed must not commit onto a new one.
+                _groups[key] = _GroupFeed(version=feed.version + 1)
                 _publish(key, _GroupFeed().counts())
 
-    async def flush(self, key_prefix: str) -> None:
-        for key in [k for k in _groups if k.startswith(key_prefix)]:
+    async def flush(self, key_format: KeyFormat) -> None:
+        for key in [k for k in _groups if key_format.owns(k)]:
             del _groups[key]
 
 

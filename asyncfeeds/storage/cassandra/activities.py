@@ -1,9 +1,9 @@
 """Activities stored once by id, in partitions of one key prefix and one hour.
 
-Timelines on Cassandra carry the activity data themselves, so reads never need
-this table; it is where fanout stores an activity once (as on every backend),
-and the hour bucket, taken from the time at the start of the id, keeps each
-partition bounded and lets ``get_many`` read a slice's ids from a few partitions.
+Timelines hold ids; a page is hydrated from this table, where the manager
+stores each activity once (as on every backend). The hour bucket, taken from
+the time at the start of the id, keeps each partition bounded and lets
+``get_many`` read a page's ids from a few partitions.
 """
 
 from __future__ import annotations
@@ -11,18 +11,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 
+from ...activity import ID_TIME_DIGITS
 from . import registry
 from .batches import chunks, write_partition
 from .connection import CassandraClient, get_client
 
-_TIME_DIGITS = 17
 _MICROS_PER_HOUR = 3_600_000_000
 
 
 def bucket_of(activity_id: str) -> int:
     """The hour of an activity id's time; ``-1`` for ids not made by ``Activity``."""
-    digits = activity_id[:_TIME_DIGITS]
-    if len(digits) == _TIME_DIGITS and digits.isdigit():
+    digits = activity_id[:ID_TIME_DIGITS]
+    if len(digits) == ID_TIME_DIGITS and digits.isdigit():
         return int(digits) // _MICROS_PER_HOUR
     return -1
 

@@ -1,9 +1,13 @@
 """Aggregated and notification feeds: each feed's whole group state in ONE row.
 
 The row holds ``groups`` (id -> serialised group), ``scores``, the ``unseen``
-and ``unread`` markers and a ``version`` token. A commit is one lightweight
-transaction, ``UPDATE ... IF version = <read token>``, so groups, trim and
-markers change together or not at all, and a concurrent writer simply retries.
+and ``unread`` markers, the activity index ``members`` (activity id -> encoded
+``IndexEntry``), the ``removed`` activity ids by version (to forget the oldest
+removals) and a ``version`` token. A commit is one lightweight transaction,
+``UPDATE ... IF version = <read token>``, so groups, index, trim and markers
+change together or not at all, and a concurrent writer simply retries. Writers
+read at the serial consistency, so the token they compare against cannot come
+from a stale replica.
 Tokens are random, never reused, so a deleted and re-created feed cannot be
 mistaken for the one a slow writer read.
 
@@ -23,13 +27,17 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...activity import group_of
 from ...exceptions import ConcurrentUpdateError
-from ..base import Counts, GroupSnapshot, GroupWrite
+from ...keys import KeyFormat
+from ..base import TOMBSTONE_LIMIT, Counts, GroupQuery, GroupSnapshot, GroupWrite, IndexEntry
 from . import registry
 from .connection import CassandraClient, acsylla, get_client
 from .pubsub import CountsNotifier
 
 MAX_MARK_ATTEMPTS = 200
+_ELEMENT_READS = 16
+"""Index entries read one by one as map elements; more than this reads the whole index."""
 _MAX_SUPERSEDED = 100_000
 _superseded: set[int] = set()
 _locks: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
@@ -94,30 +102,71 @@ class CassandraGroupStorage:
         key: str,
         with_groups: bool = True,
         consistency: acsylla.Consistency | None = None,
-    ) -> tuple[FeedState, dict[str, bytes]]:
+        activity_ids: Sequence[str] = (),
+    ) -> tuple[FeedState, dict[str, bytes], dict[str, IndexEntry]]:
+        """The row's state, its groups, and the index entries of ``activity_ids``.
+
+        A few ids are read as map elements; many, by reading the whole index.
+        """
         columns = "version, scores, unseen, unread" + (", groups" if with_groups else "")
+        ids = list(dict.fromkeys(activity_ids))
+        whole_index = len(ids) > _ELEMENT_READS
+        if whole_index:
+            columns += ", members"
+        else:
+            columns += "".join(f", members[?] AS m{i}" for i in range(len(ids)))
+        params: list[Any] = [] if whole_index else list(ids)
         result = await client.execute(
-            f"SELECT {columns} FROM {table} WHERE feed_key = ?", [key], consistency=consistency
+            f"SELECT {columns} FROM {table} WHERE feed_key = ?",
+            [*params, key],
+            consistency=consistency,
         )
         row = result.first()
         if row is None or row["version"] is None:
-            return _EMPTY, {}
+            return _EMPTY, {}, {}
         state = FeedState(
             row["version"],
             dict(row["scores"] or {}),
             frozenset(row["unseen"] or ()),
             frozenset(row["unread"] or ()),
         )
-        return state, dict(row["groups"] or {}) if with_groups else {}
+        if whole_index:
+            members = row["members"] or {}
+            found = {i: members[i] for i in ids if i in members}
+        else:
+            found = {i: row[f"m{n}"] for n, i in enumerate(ids) if row[f"m{n}"] is not None}
+        index = {i: IndexEntry.decode(v) for i, v in found.items()}
+        return state, dict(row["groups"] or {}) if with_groups else {}, index
 
     # -- the optimistic protocol -------------------------------------------------------
-    async def read_many(self, keys: Sequence[str], limit: int | None) -> list[GroupSnapshot]:
+    async def read_many(self, keys: Sequence[str], query: GroupQuery) -> list[GroupSnapshot]:
         client, table = self._client()
-        reads = await asyncio.gather(*(self._read(client, table, key) for key in keys))
+        reads = await asyncio.gather(
+            *(
+                self._read(
+                    client,
+                    table,
+                    key,
+                    consistency=client.serial_consistency,
+                    activity_ids=query.activity_ids,
+                )
+                for key in keys
+            )
+        )
         snapshots = []
-        for state, groups in reads:
-            ids = _ordered(state.scores)[:limit]
-            snapshots.append(GroupSnapshot(state, [(i, groups[i]) for i in ids if i in groups]))
+        for state, groups, index in reads:
+            ordered = _ordered(state.scores)
+            ids = [
+                i
+                for i in ordered[: query.limit]
+                if query.group_keys is None or group_of(i) in query.group_keys
+            ]
+            if query.holding:
+                holding = {e.aggregated_id for e in index.values() if e.aggregated_id}
+                ids.extend(i for i in ordered if i in holding and i not in ids)
+            snapshots.append(
+                GroupSnapshot(state, [(i, groups[i]) for i in ids if i in groups], index)
+            )
         return snapshots
 
     async def commit_many(self, writes: Sequence[GroupWrite], markers: bool) -> list[bool]:
@@ -145,6 +194,9 @@ class CassandraGroupStorage:
         dropped = (set(write.removals) - set(upserts)) | trimmed
         kept = {i: v for i, v in upserts.items() if i not in trimmed}
         unseen = (set(write.unseen) - dropped) if markers else set()
+        index_set, index_drop, removed_set, removed_drop = await self._index_changes(
+            client, table, write, dropped
+        )
         token = secrets.randbits(63)
         params = [
             {i: data for i, (_, data) in kept.items()},
@@ -155,6 +207,10 @@ class CassandraGroupStorage:
             dropped,
             unseen,
             dropped,
+            index_set,
+            index_drop,
+            removed_set,
+            removed_drop,
             token,
             write.key,
             state.token,
@@ -162,8 +218,9 @@ class CassandraGroupStorage:
         cql = (
             f"UPDATE {table} SET groups = groups + ?, groups = groups - ?, "
             f"scores = scores + ?, scores = scores - ?, unseen = unseen + ?, unseen = unseen - ?, "
-            f"unread = unread + ?, unread = unread - ?, version = ? WHERE feed_key = ? "
-            f"IF version = ?"
+            f"unread = unread + ?, unread = unread - ?, members = members + ?, "
+            f"members = members - ?, removed = removed + ?, removed = removed - ?, version = ? "
+            f"WHERE feed_key = ? IF version = ?"
         )
         async with _lock(write.key):
             if state.token in _superseded:
@@ -176,6 +233,55 @@ class CassandraGroupStorage:
             )
             await self.notifier.publish(write.key, after.counts())
         return applied
+
+    async def _index_changes(
+        self, client: CassandraClient, table: str, write: GroupWrite, dropped: set[str]
+    ) -> tuple[dict[str, str], set[str], dict[str, int], set[str]]:
+        """The index and removal-map changes of a write.
+
+        Entries of dropped groups and the oldest removals beyond the limit need
+        the whole index; it is read (at the serial consistency) only then. A
+        newer commit in between makes this write's condition fail, so what is
+        read here is never older than the version the write is checked against.
+        """
+        index_set = {i: e.encode() for i, e in write.index.items()}
+        removed_set = {i: e.version for i, e in write.index.items() if not e.held}
+        removed_drop = {i for i, e in write.index.items() if e.held}
+        index_drop: set[str] = set()
+        if not dropped and not removed_set:
+            return index_set, index_drop, removed_set, removed_drop
+        result = await client.execute(
+            f"SELECT members, removed FROM {table} WHERE feed_key = ?",
+            [write.key],
+            consistency=client.serial_consistency,
+        )
+        row = result.first()
+        members = dict(row["members"] or {}) if row is not None else {}
+        removed = dict(row["removed"] or {}) if row is not None else {}
+        members.update(index_set)
+        if dropped:
+            for activity_id, text in members.items():
+                if IndexEntry.decode(text).aggregated_id in dropped:
+                    index_drop.add(activity_id)
+        removed.update(removed_set)
+        for activity_id in removed_drop:
+            removed.pop(activity_id, None)
+        excess = len(removed) - TOMBSTONE_LIMIT
+        if excess > 0:
+            forgotten = sorted(removed, key=removed.__getitem__)[:excess]
+            index_drop.update(forgotten)
+            removed_drop.update(forgotten)
+        for activity_id in index_drop:
+            index_set.pop(activity_id, None)
+            removed_set.pop(activity_id, None)
+        return index_set, index_drop, removed_set, removed_drop
+
+    async def index_entries(self, key: str) -> dict[str, IndexEntry]:
+        client, table = self._client()
+        result = await client.execute(f"SELECT members FROM {table} WHERE feed_key = ?", [key])
+        row = result.first()
+        members = (row["members"] or {}) if row is not None else {}
+        return {i: IndexEntry.decode(v) for i, v in members.items()}
 
     async def _conditional(
         self,
@@ -193,7 +299,7 @@ class CassandraGroupStorage:
             acsylla.errors.CassErrorServerWriteTimeout,
             acsylla.errors.CassErrorServerReadTimeout,
         ):
-            state, _ = await self._read(
+            state, _, _ = await self._read(
                 client, table, key, with_groups=False, consistency=client.serial_consistency
             )
             return state.token == token
@@ -202,23 +308,23 @@ class CassandraGroupStorage:
     # -- reads -------------------------------------------------------------------------
     async def get_slice(self, key: str, start: int, stop: int | None) -> list[tuple[str, bytes]]:
         client, table = self._client()
-        state, groups = await self._read(client, table, key)
+        state, groups, _ = await self._read(client, table, key)
         return [(i, groups[i]) for i in _ordered(state.scores)[start:stop] if i in groups]
 
     async def count(self, key: str) -> int:
         client, table = self._client()
-        state, _ = await self._read(client, table, key, with_groups=False)
+        state, _, _ = await self._read(client, table, key, with_groups=False)
         return len(state.scores)
 
     # -- markers -----------------------------------------------------------------------
     async def marker_state(self, key: str, ids: Sequence[str]) -> list[tuple[bool, bool]]:
         client, table = self._client()
-        state, _ = await self._read(client, table, key, with_groups=False)
+        state, _, _ = await self._read(client, table, key, with_groups=False)
         return [(i not in state.unseen, i not in state.unread) for i in ids]
 
     async def marker_counts(self, key: str) -> Counts:
         client, table = self._client()
-        state, _ = await self._read(client, table, key, with_groups=False)
+        state, _, _ = await self._read(client, table, key, with_groups=False)
         return state.counts()
 
     async def mark(self, key: str, ids: Sequence[str] | None, seen: bool, read: bool) -> Counts:
@@ -228,7 +334,9 @@ class CassandraGroupStorage:
             f"WHERE feed_key = ? IF version = ?"
         )
         for attempt in range(MAX_MARK_ATTEMPTS):
-            state, _ = await self._read(client, table, key, with_groups=False)
+            state, _, _ = await self._read(
+                client, table, key, with_groups=False, consistency=client.serial_consistency
+            )
             targets = set(state.scores) if ids is None else set(ids)
             unseen = state.unseen & targets if seen else frozenset()
             unread = state.unread & targets if read else frozenset()
@@ -258,11 +366,11 @@ class CassandraGroupStorage:
     async def delete_many(self, keys: Sequence[str]) -> None:
         await self._delete(keys, publish=True)
 
-    async def flush(self, key_prefix: str) -> None:
+    async def flush(self, key_format: KeyFormat) -> None:
         client, _ = self._client()
-        keys = await registry.partitions(client, self.table, key_prefix)
-        await self._delete([k for k in keys if k.startswith(key_prefix)], publish=False)
-        await registry.forget(client, self.table, key_prefix)
+        keys = await registry.partitions(client, self.table, key_format.prefix)
+        await self._delete([k for k in keys if key_format.owns(k)], publish=False)
+        await registry.forget(client, self.table, key_format.prefix, key_format.owns)
 
     async def _delete(self, keys: Sequence[str], publish: bool) -> None:
         """Delete rows conditionally, so the delete is ordered with the conditional commits."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .connection import CassandraClient
 from .schema import REGISTRY_TABLE
@@ -56,12 +56,34 @@ async def partitions(client: CassandraClient, table: str, key_prefix: str) -> li
     return [row["partition_key"] for rows in pages for row in rows]
 
 
-async def forget(client: CassandraClient, table: str, key_prefix: str) -> None:
-    """Drop the registrations of ``key_prefix`` (after its partitions were deleted)."""
-    delete = (
-        f"DELETE FROM {client.table(REGISTRY_TABLE)} "
-        f"WHERE table_name = ? AND key_prefix = ? AND bucket = ?"
-    )
-    await asyncio.gather(*(client.execute(delete, [table, key_prefix, b]) for b in range(BUCKETS)))
+async def forget(
+    client: CassandraClient,
+    table: str,
+    key_prefix: str,
+    owned: Callable[[str], bool] | None = None,
+) -> None:
+    """Drop the registrations of ``key_prefix`` (after its partitions were deleted).
+
+    With ``owned`` only the partitions it accepts are forgotten: another feed
+    class whose keys start the same way keeps its registrations.
+    """
     scope = (client.address, client.keyspace, table, key_prefix)
-    _known.difference_update([k for k in _known if k[:4] == scope])
+    if owned is None:
+        delete = (
+            f"DELETE FROM {client.table(REGISTRY_TABLE)} "
+            f"WHERE table_name = ? AND key_prefix = ? AND bucket = ?"
+        )
+        await asyncio.gather(
+            *(client.execute(delete, [table, key_prefix, b]) for b in range(BUCKETS))
+        )
+        _known.difference_update([k for k in _known if k[:4] == scope])
+        return
+    keys = [k for k in await partitions(client, table, key_prefix) if owned(k)]
+    delete_one = (
+        f"DELETE FROM {client.table(REGISTRY_TABLE)} "
+        f"WHERE table_name = ? AND key_prefix = ? AND bucket = ? AND partition_key = ?"
+    )
+    await asyncio.gather(
+        *(client.execute(delete_one, [table, key_prefix, _bucket(k), k]) for k in keys)
+    )
+    _known.difference_update((*scope, k) for k in keys)

@@ -33,11 +33,12 @@ class Table:
 
 
 TIMELINE = Table(
-    (("feed_key", "text"), ("activity_id", "text"), ("activity", "blob")),
+    (("feed_key", "text"), ("activity_id", "text")),
     "((feed_key), activity_id)",
     "CLUSTERING ORDER BY (activity_id DESC)",
 )
-"""One partition per feed, newest first; each row holds the whole serialised activity."""
+"""One partition per feed, newest first; rows hold ids (written ``USING TIMESTAMP`` of the
+call's version, so the last call wins), the data lives in the activities table."""
 
 GROUPS = Table(
     (
@@ -47,6 +48,8 @@ GROUPS = Table(
         ("scores", "map<text, bigint>"),
         ("unseen", "set<text>"),
         ("unread", "set<text>"),
+        ("members", "map<text, text>"),
+        ("removed", "map<text, bigint>"),
     ),
     "(feed_key)",
 )

@@ -1,10 +1,12 @@
-"""Flat timelines denormalised as Stream Framework does: one partition per feed.
+"""Flat timelines: one partition per feed, rows of activity ids, newest first.
 
-Rows are clustered by activity id, newest first, and hold the whole serialised
-activity, so a slice is one partition read with no hydration. Trimming reads
-the ids down to position ``max_length`` and drops the rest with ONE range
-tombstone. It runs after the write, so among concurrent writers the last to
-read sees every row and the feed never stays above ``max_length``.
+Every add and remove is written ``USING TIMESTAMP <version of the call>``, so
+Cassandra's last-write-wins applies the last manager call for an activity
+whatever order the jobs arrive in (a removal's tombstone hides an older add).
+The activity data lives once in the activities table; a page is hydrated from
+it. Trimming reads the ids down to position ``max_length`` and drops the rest
+with ONE range tombstone. It runs after the write, so among concurrent writers
+the last to read sees every row and the feed never stays above ``max_length``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 
+from ...keys import KeyFormat
 from ..base import ActivityStorage, Bounds, Entry
 from . import registry
 from .batches import chunks, write_partition
@@ -20,8 +23,6 @@ from .connection import CassandraClient, get_client
 
 class CassandraTimelineStorage:
     """Timelines of one key prefix in a shared ``timeline`` table."""
-
-    stores_payload = True
 
     def __init__(self, cluster: str, table: str, key_prefix: str) -> None:
         self.cluster = cluster
@@ -37,13 +38,14 @@ class CassandraTimelineStorage:
         self,
         entries: Mapping[str, Sequence[Entry]],
         max_length: int | None,
+        version: int,
         activity_storage: ActivityStorage | None = None,
     ) -> dict[str, int]:
         client, table = self._client()
         keys = [key for key, items in entries.items() if items]
         calls = [
             asyncio.gather(
-                *(self._add_one(client, table, k, entries[k], max_length) for k in keys)
+                *(self._add_one(client, table, k, entries[k], max_length, version) for k in keys)
             ),
             registry.register(client, self.table, self.key_prefix, keys),
         ]
@@ -62,34 +64,40 @@ class CassandraTimelineStorage:
         key: str,
         items: Sequence[Entry],
         max_length: int | None,
+        version: int,
     ) -> int:
-        latest = dict(items)
-        ids = sorted(latest, reverse=True)
+        ids = sorted({activity_id for activity_id, _ in items}, reverse=True)
         present = await self._present(client, table, key, ids)
         # Entries older than the newest max_length of this very call cannot survive the trim.
         kept = ids if max_length is None else ids[:max_length]
         await write_partition(
             client,
-            f"INSERT INTO {table} (feed_key, activity_id, activity) VALUES (?, ?, ?)",
-            [(key, activity_id, latest[activity_id]) for activity_id in kept],
+            f"INSERT INTO {table} (feed_key, activity_id) VALUES (?, ?) USING TIMESTAMP ?",
+            [(key, activity_id, version) for activity_id in kept],
         )
         if max_length is not None:
             await self._trim(client, table, key, max_length)
         return sum(1 for activity_id in ids if activity_id not in present)
 
-    async def remove_many(self, entries: Mapping[str, Sequence[str]]) -> dict[str, int]:
+    async def remove_many(
+        self, entries: Mapping[str, Sequence[str]], version: int
+    ) -> dict[str, int]:
         client, table = self._client()
         removed = await asyncio.gather(
-            *(self._remove_one(client, table, key, ids) for key, ids in entries.items())
+            *(self._remove_one(client, table, key, ids, version) for key, ids in entries.items())
         )
         return dict(zip(entries, removed, strict=True))
 
     async def _remove_one(
-        self, client: CassandraClient, table: str, key: str, ids: Sequence[str]
+        self, client: CassandraClient, table: str, key: str, ids: Sequence[str], version: int
     ) -> int:
-        present = sorted(await self._present(client, table, key, list(dict.fromkeys(ids))))
-        delete = f"DELETE FROM {table} WHERE feed_key = ? AND activity_id IN ?"
-        await asyncio.gather(*(client.execute(delete, [key, list(c)]) for c in chunks(present)))
+        """Delete every id, held or not: the tombstone keeps an older, late add out."""
+        unique = list(dict.fromkeys(ids))
+        present = await self._present(client, table, key, unique)
+        delete = f"DELETE FROM {table} USING TIMESTAMP ? WHERE feed_key = ? AND activity_id IN ?"
+        await asyncio.gather(
+            *(client.execute(delete, [version, key, list(c)]) for c in chunks(unique))
+        )
         return len(present)
 
     async def trim(self, key: str, length: int) -> None:
@@ -117,11 +125,11 @@ class CassandraTimelineStorage:
         delete = f"DELETE FROM {table} WHERE feed_key = ?"
         await asyncio.gather(*(client.execute(delete, [key]) for key in dict.fromkeys(keys)))
 
-    async def flush(self, key_prefix: str) -> None:
+    async def flush(self, key_format: KeyFormat) -> None:
         client, _ = self._client()
-        keys = await registry.partitions(client, self.table, key_prefix)
-        await self.delete_many([k for k in keys if k.startswith(key_prefix)])
-        await registry.forget(client, self.table, key_prefix)
+        keys = await registry.partitions(client, self.table, key_format.prefix)
+        await self.delete_many([k for k in keys if key_format.owns(k)])
+        await registry.forget(client, self.table, key_format.prefix, key_format.owns)
 
     # -- reads -------------------------------------------------------------------------
     async def get_slice(
@@ -138,7 +146,7 @@ class CassandraTimelineStorage:
         client, table = self._client()
         where, params = _clustering_range(bounds)
         cql = (
-            f"SELECT activity_id, activity FROM {table} WHERE feed_key = ?{where} "
+            f"SELECT activity_id FROM {table} WHERE feed_key = ?{where} "
             f"ORDER BY activity_id {'DESC' if newest_first else 'ASC'}"
         )
         page_size = 5000
@@ -147,7 +155,7 @@ class CassandraTimelineStorage:
             params.append(stop)
             page_size = min(stop, page_size)
         rows = await client.rows(cql, [key, *params], page_size=page_size)
-        return [(row["activity_id"], row["activity"]) for row in rows[start:]]
+        return [(row["activity_id"], None) for row in rows[start:]]
 
     async def count(self, key: str) -> int:
         client, table = self._client()

@@ -11,23 +11,44 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from ..base import Counts, GroupSnapshot, GroupWrite
+from ...keys import KeyFormat
+from ..base import TOMBSTONE_LIMIT, Counts, GroupQuery, GroupSnapshot, GroupWrite, IndexEntry
 from .connection import Command, RedisServer, get_server
-from .keys import GROUP_SUFFIXES, counts_channel, feed_key_pattern, group_keys
+from .keys import GROUP_SUFFIXES, counts_channel, feed_key_of, feed_key_pattern, group_keys
 from .pubsub import CountsSubscription
 from .scripts import COMMIT_GROUPS, DELETE_GROUPS, MARK, READ_GROUPS
 
 DELETED_VERSION_TTL = 3600
 """Seconds a deleted feed's version outlives it, far beyond any writer's read-to-commit gap."""
 
-SCORES, GROUPS, VERSION, UNSEEN, UNREAD = range(5)
+SCORES, GROUPS, VERSION, UNSEEN, UNREAD, INDEX, REMOVED = range(7)
 
 
-def _pairs(reply: Sequence[Any]) -> tuple[str, list[tuple[str, bytes]]]:
-    """Split a ``READ_GROUPS`` reply into the version and ``(id, data)`` pairs."""
+def _snapshot(reply: Sequence[Any], activity_ids: Sequence[str]) -> GroupSnapshot:
+    """Split a ``READ_GROUPS`` reply into the version, ``(id, data)`` pairs and entries."""
     version = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
-    groups = [(reply[i].decode(), reply[i + 1]) for i in range(1, len(reply), 2)]
-    return version, groups
+    count = int(reply[1])
+    groups = [(reply[i].decode(), reply[i + 1]) for i in range(2, 2 + 2 * count, 2)]
+    entries = reply[2 + 2 * count :]
+    index = {
+        activity_id: IndexEntry.decode(entry)
+        for activity_id, entry in zip(activity_ids, entries, strict=True)
+        if entry is not None
+    }
+    return GroupSnapshot(version, groups, index)
+
+
+def _read_args(first: int, count: int | None, query: GroupQuery) -> list[Any]:
+    group_keys = sorted(query.group_keys or ())
+    return [
+        first,
+        -1 if count is None else count,
+        len(group_keys),
+        *group_keys,
+        len(query.activity_ids),
+        *query.activity_ids,
+        int(query.holding),
+    ]
 
 
 def _commit_args(write: GroupWrite, markers: bool, channel: str) -> list[Any]:
@@ -36,6 +57,7 @@ def _commit_args(write: GroupWrite, markers: bool, channel: str) -> list[Any]:
         -1 if write.max_length is None else write.max_length,
         1 if markers else 0,
         channel,
+        TOMBSTONE_LIMIT,
         len(write.removals),
         *write.removals,
         len(write.upserts),
@@ -44,6 +66,9 @@ def _commit_args(write: GroupWrite, markers: bool, channel: str) -> list[Any]:
         args.extend((aggregated_id, int(score), data))
     args.append(len(write.unseen))
     args.extend(write.unseen)
+    args.append(len(write.index))
+    for activity_id, entry in write.index.items():
+        args.extend((activity_id, entry.encode()))
     return args
 
 
@@ -56,14 +81,15 @@ class RedisGroupStorage:
     def __repr__(self) -> str:
         return f"<RedisGroupStorage on {self.server!r}>"
 
-    def _read(self, key: str, first: int, count: int | None) -> Command:
+    def _read(self, key: str, first: int, count: int | None, query: GroupQuery) -> Command:
         keys = group_keys(key)
-        return self.server.evalsha(READ_GROUPS, keys[:3], (first, -1 if count is None else count))
+        read_keys = [keys[SCORES], keys[GROUPS], keys[VERSION], keys[INDEX]]
+        return self.server.evalsha(READ_GROUPS, read_keys, _read_args(first, count, query))
 
-    async def read_many(self, keys: Sequence[str], limit: int | None) -> list[GroupSnapshot]:
-        """The newest ``limit`` groups of each feed with its version, in one round trip."""
-        replies = await self.server.run([self._read(key, 0, limit) for key in keys])
-        return [GroupSnapshot(*_pairs(reply)) for reply in replies]
+    async def read_many(self, keys: Sequence[str], query: GroupQuery) -> list[GroupSnapshot]:
+        """What ``query`` asks of each feed with its version, in one round trip."""
+        replies = await self.server.run([self._read(key, 0, query.limit, query) for key in keys])
+        return [_snapshot(reply, query.activity_ids) for reply in replies]
 
     async def commit_many(self, writes: Sequence[GroupWrite], markers: bool) -> list[bool]:
         """Compare-and-set each feed's write, all feeds in one round trip."""
@@ -75,13 +101,18 @@ class RedisGroupStorage:
         ]
         return [bool(int(reply)) for reply in await self.server.run(commands)]
 
+    async def index_entries(self, key: str) -> dict[str, IndexEntry]:
+        """The whole index of one feed, in one round trip."""
+        raw = await self.server.call("HGETALL", group_keys(key)[INDEX])
+        return {k.decode(): IndexEntry.decode(v) for k, v in raw.items()}
+
     async def get_slice(self, key: str, start: int, stop: int | None) -> list[tuple[str, bytes]]:
         """Groups at positions ``start:stop``, highest score first, in one round trip."""
         if stop is not None and stop <= start:
             return []
         count = None if stop is None else stop - start
-        (reply,) = await self.server.run([self._read(key, start, count)])
-        return _pairs(reply)[1]
+        (reply,) = await self.server.run([self._read(key, start, count, GroupQuery())])
+        return _snapshot(reply, ()).groups
 
     async def count(self, key: str) -> int:
         """How many groups the feed holds."""
@@ -127,8 +158,13 @@ class RedisGroupStorage:
             ]
         )
 
-    async def flush(self, key_prefix: str) -> None:
-        """Remove every feed whose key starts with ``key_prefix``, versions included."""
-        suffixes = tuple(f"}}:{suffix}" for suffix in GROUP_SUFFIXES)
-        found = await self.server.scan(feed_key_pattern(key_prefix))
-        await self.server.delete([k for k in found if k.endswith(suffixes)])
+    async def flush(self, key_format: KeyFormat) -> None:
+        """Remove every feed whose key has the shape of ``key_format``, versions included."""
+        found = await self.server.scan(feed_key_pattern(key_format.prefix))
+        await self.server.delete(
+            [
+                k
+                for k in found
+                if (feed_key := feed_key_of(k, GROUP_SUFFIXES)) and key_format.owns(feed_key)
+            ]
+        )

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import re
 
-GROUP_SUFFIXES = ("scores", "groups", "v", "unseen", "unread")
+TIMELINE_SUFFIXES = ("tl", "tv", "tr")
+"""Keys of one flat feed: the ids, their versions and the remembered removals."""
+
+GROUP_SUFFIXES = ("scores", "groups", "v", "unseen", "unread", "gx", "gr")
 """Keys of one aggregated feed, in the order the Lua scripts take them."""
 
 ACTIVITY_SHARDS = 1024
@@ -22,9 +25,23 @@ def timeline_key(feed_key: str) -> str:
     return f"{{{feed_key}}}:tl"
 
 
+def timeline_keys(feed_key: str) -> list[str]:
+    """The keys of a flat feed: ids, versions, removals."""
+    return [f"{{{feed_key}}}:{suffix}" for suffix in TIMELINE_SUFFIXES]
+
+
 def group_keys(feed_key: str) -> list[str]:
-    """The keys of an aggregated feed: scores, groups, version, unseen, unread."""
+    """The keys of an aggregated feed: scores, groups, version, unseen, unread, index,
+    removals."""
     return [f"{{{feed_key}}}:{suffix}" for suffix in GROUP_SUFFIXES]
+
+
+def feed_key_of(redis_key: str, suffixes: tuple[str, ...]) -> str | None:
+    """The feed key inside one of its Redis keys ending in one of ``suffixes``, else None."""
+    if not redis_key.startswith("{"):
+        return None
+    feed_key, _, suffix = redis_key[1:].rpartition("}:")
+    return feed_key if feed_key and suffix in suffixes else None
 
 
 def counts_channel(feed_key: str) -> str:

@@ -1,9 +1,13 @@
 """Lua scripts for the atomic read-modify-write steps of aggregated and notification feeds.
 
 Every script touches only keys of one feed (one hash tag), passed in ``KEYS``,
-so it runs unchanged on Redis Cluster. Group keys, in order:
-``scores`` (zset id -> score), ``groups`` (hash id -> data), ``version``,
-``unseen`` and ``unread`` (sets of ids).
+so it runs unchanged on Redis Cluster (a single server may take several feeds
+in one call). Timeline keys: ``tl`` (zset of ids, every score 0), ``tv`` (hash
+id -> last applied version, negative for a removal) and ``tr`` (zset of removed
+ids by version, to forget the oldest). Group keys, in order: ``scores`` (zset
+id -> score), ``groups`` (hash id -> data), ``version``, ``unseen`` and
+``unread`` (sets of ids), ``index`` (hash activity id -> entry) and ``removed``
+(zset of removed activity ids by version).
 """
 
 from __future__ import annotations
@@ -43,13 +47,15 @@ READ_PAGE = Lua(
     "read_page",
     """
 -- KEYS: the timeline (a single server only: the activity hashes span slots).
--- ARGV: the activity hash name before and after the shard number, then the
--- range command and its arguments. Returns ids and data, alternating; the shard
--- is the id's last three hex digits modulo 1024, as keys.activity_shard computes.
-local ids = redis.call(ARGV[3], KEYS[1], unpack(ARGV, 4))
+-- ARGV: the activity hash name before and after the shard number, the shard
+-- count, then the range command and its arguments. Returns ids and data,
+-- alternating; the shard is the id's last three hex digits modulo the shard
+-- count, as keys.activity_shard computes.
+local ids = redis.call(ARGV[4], KEYS[1], unpack(ARGV, 5))
+local shards = tonumber(ARGV[3])
 local page = {}
 for i = 1, #ids do
-  local shard = (tonumber(string.sub(ids[i], -3), 16) or 0) % 1024
+  local shard = (tonumber(string.sub(ids[i], -3), 16) or 0) % shards
   page[2 * i - 1] = ids[i]
   page[2 * i] = redis.call('HGET', ARGV[1] .. shard .. ARGV[2], ids[i]) or false
 end
@@ -57,53 +63,193 @@ return page
 """,
 )
 
+_HDEL_ALL = """
+local function hdel_all(key, fields)
+  for first = 1, #fields, 1000 do
+    redis.call('HDEL', key, unpack(fields, first, math.min(first + 999, #fields)))
+  end
+end
+"""
+
+_TRIM_TIMELINE = """
+local function trim_timeline(timeline, versions, max_length)
+  local excess = redis.call('ZCARD', timeline) - max_length
+  if excess > 0 then
+    local dropped = redis.call('ZRANGE', timeline, 0, excess - 1)
+    redis.call('ZREMRANGEBYRANK', timeline, 0, excess - 1)
+    hdel_all(versions, dropped)
+  end
+end
+"""
+
 ADD_TO_TIMELINES = Lua(
     "add_to_timelines",
-    """
--- KEYS: timelines (a single server only: they span slots).
--- ARGV: max length (-1 = no trim), then the ids to add to every timeline.
--- Returns how many ids were new in each timeline. One call writes a fanout chunk.
+    _HDEL_ALL
+    + _TRIM_TIMELINE
+    + """
+-- KEYS: (timeline, versions, removals) of each feed; a single server, or one feed
+-- on a cluster. ARGV: max length (-1 = no trim), version, then the ids.
+-- An id is added where its last applied version (held, or removed: negative) is
+-- older than this one. Returns how many ids were new in each timeline.
 local max_length = tonumber(ARGV[1])
+local version = tonumber(ARGV[2])
 local added = {}
-for k = 1, #KEYS do
+for k = 1, #KEYS, 3 do
+  local timeline, versions, removals = KEYS[k], KEYS[k + 1], KEYS[k + 2]
   local new = 0
-  for first = 2, #ARGV, 1000 do
-    local args = {}
-    for i = first, math.min(first + 999, #ARGV) do
-      args[#args + 1] = 0
-      args[#args + 1] = ARGV[i]
+  for first = 3, #ARGV, 1000 do
+    local last = math.min(first + 999, #ARGV)
+    local known = redis.call('HMGET', versions, unpack(ARGV, first, last))
+    for i = first, last do
+      local seen = known[i - first + 1]
+      if not seen or math.abs(tonumber(seen)) < version then
+        new = new + redis.call('ZADD', timeline, 0, ARGV[i])
+        redis.call('HSET', versions, ARGV[i], ARGV[2])
+        if seen and tonumber(seen) < 0 then
+          redis.call('ZREM', removals, ARGV[i])
+        end
+      end
     end
-    new = new + redis.call('ZADD', KEYS[k], unpack(args))
   end
   if max_length >= 0 then
-    redis.call('ZREMRANGEBYRANK', KEYS[k], 0, -(max_length + 1))
+    trim_timeline(timeline, versions, max_length)
   end
-  added[k] = new
+  added[#added + 1] = new
 end
 return added
 """,
 )
 
+REMOVE_FROM_TIMELINES = Lua(
+    "remove_from_timelines",
+    _HDEL_ALL
+    + """
+-- KEYS: (timeline, versions, removals) of each feed. ARGV: version, how many
+-- removals a feed remembers, then the ids. An id is removed (and the removal
+-- remembered) where its last applied version is older than this one.
+-- Returns how many ids each timeline held.
+local version = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local removed = {}
+for k = 1, #KEYS, 3 do
+  local timeline, versions, removals = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+  local count = 0
+  for first = 3, #ARGV, 1000 do
+    local last = math.min(first + 999, #ARGV)
+    local known = redis.call('HMGET', versions, unpack(ARGV, first, last))
+    for i = first, last do
+      local seen = known[i - first + 1]
+      if not seen or math.abs(tonumber(seen)) < version then
+        count = count + redis.call('ZREM', timeline, ARGV[i])
+        redis.call('HSET', versions, ARGV[i], '-' .. ARGV[1])
+        redis.call('ZADD', removals, ARGV[1], ARGV[i])
+      end
+    end
+  end
+  local excess = redis.call('ZCARD', removals) - limit
+  if excess > 0 then
+    local forgotten = redis.call('ZRANGE', removals, 0, excess - 1)
+    redis.call('ZREMRANGEBYRANK', removals, 0, excess - 1)
+    hdel_all(versions, forgotten)
+  end
+  removed[#removed + 1] = count
+end
+return removed
+""",
+)
+
+TRIM_TIMELINE = Lua(
+    "trim_timeline",
+    _HDEL_ALL
+    + _TRIM_TIMELINE
+    + """
+-- KEYS: timeline, versions. ARGV: length. Keeps the newest ids and their versions.
+trim_timeline(KEYS[1], KEYS[2], tonumber(ARGV[1]))
+return 1
+""",
+)
+
+_INDEX = """
+-- An index entry is '<version> <id length> <aggregated id><actor>', or
+-- '-<version>' for a removal.
+local function holder(entry)
+  if string.sub(entry, 1, 1) == '-' then
+    return nil
+  end
+  local length, rest = string.match(entry, '^%d+ (%d+) (.*)$')
+  return string.sub(rest, 1, tonumber(length))
+end
+"""
+
 READ_GROUPS = Lua(
     "read_groups",
-    """
--- KEYS: scores, groups, version. ARGV: first rank, how many (-1 = all the rest).
--- Returns {version, id, data, id, data, ...}, highest score first.
-local result = {redis.call('GET', KEYS[3]) or '0'}
+    _INDEX
+    + """
+-- KEYS: scores, groups, version, index.
+-- ARGV: first rank, how many (-1 = all the rest), #group keys, group keys...,
+--       #activity ids, ids..., holding (1/0).
+-- Returns {version, #groups, id, data, ..., entry or false per activity id}:
+-- the window's groups (highest score first) whose group key is listed (any
+-- key if none is), the index entries of the ids, and with holding also the
+-- groups holding them. A group key is what follows the 18-digit time and ':'.
 local first, count = tonumber(ARGV[1]), tonumber(ARGV[2])
-if count == 0 then
-  return result
+local wanted_keys = tonumber(ARGV[3])
+local keys = {}
+for i = 4, 3 + wanted_keys do
+  keys[ARGV[i]] = true
 end
-local last = -1
-if count > 0 then
-  last = first + count - 1
+local at = 4 + wanted_keys
+local id_count = tonumber(ARGV[at])
+local ids = {}
+for i = 1, id_count do
+  ids[i] = ARGV[at + i]
 end
-for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], first, last)) do
+local holding = ARGV[at + id_count + 1] == '1'
+
+local groups = {}
+local chosen = {}
+local function take(id)
+  if chosen[id] then
+    return
+  end
   local data = redis.call('HGET', KEYS[2], id)
   if data then
-    result[#result + 1] = id
-    result[#result + 1] = data
+    chosen[id] = true
+    groups[#groups + 1] = id
+    groups[#groups + 1] = data
   end
+end
+if count ~= 0 then
+  local last = -1
+  if count > 0 then
+    last = first + count - 1
+  end
+  for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], first, last)) do
+    if wanted_keys == 0 or keys[string.sub(id, 20)] then
+      take(id)
+    end
+  end
+end
+local entries = {}
+if id_count > 0 then
+  entries = redis.call('HMGET', KEYS[4], unpack(ids))
+  if holding then
+    for i = 1, id_count do
+      if entries[i] then
+        local id = holder(entries[i])
+        if id then
+          take(id)
+        end
+      end
+    end
+  end
+end
+local result = {redis.call('GET', KEYS[3]) or '0', #groups / 2}
+for i = 1, #groups do
+  result[#result + 1] = groups[i]
+end
+for i = 1, id_count do
+  result[#result + 1] = entries[i] or false
 end
 return result
 """,
@@ -112,16 +258,22 @@ return result
 COMMIT_GROUPS = Lua(
     "commit_groups",
     _COUNTS_JSON
+    + _HDEL_ALL
+    + _INDEX
     + """
--- KEYS: scores, groups, version, unseen, unread.
+-- KEYS: scores, groups, version, unseen, unread, index, removals.
 -- ARGV: expected version, max_length (-1 = keep all), markers (1/0), channel,
---       #removals, ids..., #upserts, (id, score, data)..., #unseen, ids...
+--       removals remembered, #removals, ids..., #upserts, (id, score, data)...,
+--       #unseen, ids..., #index entries, (activity id, entry)...
 -- Applies the write only if the version still holds; returns 1, or 0 if it lost.
+-- Index entries of the groups the write removes or trims go with them.
 if (redis.call('GET', KEYS[3]) or '0') ~= ARGV[1] then
   return 0
 end
 local max_length = tonumber(ARGV[2])
 local markers = ARGV[3] == '1'
+local dropped = {}
+local any_dropped = false
 
 local function drop(id)
   redis.call('ZREM', KEYS[1], id)
@@ -130,9 +282,11 @@ local function drop(id)
     redis.call('SREM', KEYS[4], id)
     redis.call('SREM', KEYS[5], id)
   end
+  dropped[id] = true
+  any_dropped = true
 end
 
-local i = 5
+local i = 6
 local n = tonumber(ARGV[i])
 i = i + 1
 for _ = 1, n do
@@ -144,16 +298,17 @@ i = i + 1
 for _ = 1, n do
   redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2])
+  dropped[ARGV[i]] = nil
   i = i + 3
 end
 n = tonumber(ARGV[i])
 i = i + 1
-if markers then
-  for _ = 1, n do
+for _ = 1, n do
+  if markers then
     redis.call('SADD', KEYS[4], ARGV[i])
     redis.call('SADD', KEYS[5], ARGV[i])
-    i = i + 1
   end
+  i = i + 1
 end
 if max_length >= 0 then
   local excess = redis.call('ZCARD', KEYS[1]) - max_length
@@ -162,6 +317,35 @@ if max_length >= 0 then
       drop(id)
     end
   end
+end
+n = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, n do
+  local activity_id, entry = ARGV[i], ARGV[i + 1]
+  redis.call('HSET', KEYS[6], activity_id, entry)
+  if string.sub(entry, 1, 1) == '-' then
+    redis.call('ZADD', KEYS[7], string.sub(entry, 2), activity_id)
+  else
+    redis.call('ZREM', KEYS[7], activity_id)
+  end
+  i = i + 2
+end
+if any_dropped then
+  local stale = {}
+  local all = redis.call('HGETALL', KEYS[6])
+  for j = 1, #all, 2 do
+    local id = holder(all[j + 1])
+    if id and dropped[id] then
+      stale[#stale + 1] = all[j]
+    end
+  end
+  hdel_all(KEYS[6], stale)
+end
+local excess = redis.call('ZCARD', KEYS[7]) - tonumber(ARGV[5])
+if excess > 0 then
+  local forgotten = redis.call('ZRANGE', KEYS[7], 0, excess - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[7], 0, excess - 1)
+  hdel_all(KEYS[6], forgotten)
 end
 redis.call('INCR', KEYS[3])
 redis.call('PERSIST', KEYS[3])
@@ -208,11 +392,12 @@ return {unseen, unread}
 DELETE_GROUPS = Lua(
     "delete_groups",
     """
--- KEYS: scores, groups, version, unseen, unread. ARGV: channel, version ttl (seconds).
+-- KEYS: scores, groups, version, unseen, unread, index, removals.
+-- ARGV: channel, version ttl (seconds).
 -- Removes the feed but moves its version on (kept for a while), so a writer that
 -- read the feed before the delete can never commit on top of a newer feed.
 local existed = redis.call('EXISTS', KEYS[1])
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[4], KEYS[5])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
 redis.call('INCR', KEYS[3])
 redis.call('EXPIRE', KEYS[3], tonumber(ARGV[2]))
 if existed == 1 then

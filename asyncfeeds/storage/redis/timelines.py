@@ -10,11 +10,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..base import ActivityStorage, Bounds, Entry
+from ...keys import KeyFormat
+from ..base import TOMBSTONE_LIMIT, ActivityStorage, Bounds, Entry
 from .activities import RedisActivityStorage
 from .connection import Command, RedisServer, get_server
-from .keys import feed_key_pattern, timeline_key
-from .scripts import ADD_TO_TIMELINES, READ_PAGE
+from .keys import (
+    ACTIVITY_SHARDS,
+    TIMELINE_SUFFIXES,
+    feed_key_of,
+    feed_key_pattern,
+    timeline_key,
+    timeline_keys,
+)
+from .scripts import ADD_TO_TIMELINES, READ_PAGE, REMOVE_FROM_TIMELINES, TRIM_TIMELINE
 
 
 def _lex_range(bounds: Bounds) -> tuple[str, str]:
@@ -32,14 +40,8 @@ def _lex_range(bounds: Bounds) -> tuple[str, str]:
     return low, high
 
 
-def _trim_command(key: str, length: int) -> Command:
-    return ("ZREMRANGEBYRANK", key, 0, -(length + 1))
-
-
 class RedisTimelineStorage:
     """Timelines of ids in sorted sets; the data lives in a ``RedisActivityStorage``."""
-
-    stores_payload = False
 
     def __init__(self, server: RedisServer | str) -> None:
         self.server = get_server(server) if isinstance(server, str) else server
@@ -51,9 +53,14 @@ class RedisTimelineStorage:
         self,
         entries: Mapping[str, Sequence[Entry]],
         max_length: int | None,
+        version: int,
         activity_storage: ActivityStorage | None = None,
     ) -> dict[str, int]:
-        """Add ids to many timelines and trim them, in one pipeline with the activity data."""
+        """Add ids to many timelines and trim them, in one round trip with the activity data.
+
+        Feeds sharing the same ids go to one script call on a single server (a
+        fanout chunk of 100 feeds is one command); on a cluster, one call per feed.
+        """
         commands: list[Command] = []
         if activity_storage is not None:
             items = {i: data for rows in entries.values() for i, data in rows}
@@ -64,60 +71,56 @@ class RedisTimelineStorage:
                 commands.extend(activity_storage.add_commands(items))
             elif items:
                 await activity_storage.add_many(items)
-        if not self.server.is_cluster:
-            return await self._add_by_script(commands, entries, max_length)
-        first = len(commands)
-        layout: list[tuple[str, bool]] = []
-        for feed_key, rows in entries.items():
-            key = timeline_key(feed_key)
-            members = [part for activity_id, _ in rows for part in (0, activity_id)]
-            if members:
-                commands.append(("ZADD", key, *members))
-            if max_length is not None:
-                commands.append(_trim_command(key, max_length))
-            layout.append((feed_key, bool(members)))
-        replies = iter((await self.server.run(commands))[first:])
-        added: dict[str, int] = {}
-        for feed_key, has_members in layout:
-            added[feed_key] = int(next(replies)) if has_members else 0
-            if max_length is not None:
-                next(replies)
-        return added
-
-    async def _add_by_script(
-        self,
-        commands: list[Command],
-        entries: Mapping[str, Sequence[Entry]],
-        max_length: int | None,
-    ) -> dict[str, int]:
-        """On a single server: one script call per group of timelines sharing the same ids.
-
-        A fanout chunk (100 feeds, same activity) becomes one command instead of
-        two per feed, which is most of the client-side cost of a fanout.
-        """
-        by_ids: dict[tuple[str, ...], list[str]] = {}
-        for feed_key, rows in entries.items():
-            by_ids.setdefault(tuple(dict.fromkeys(i for i, _ in rows)), []).append(feed_key)
-        first = len(commands)
         trim = -1 if max_length is None else max_length
-        for ids, feed_keys in by_ids.items():
-            keys = [timeline_key(k) for k in feed_keys]
-            commands.append(self.server.evalsha(ADD_TO_TIMELINES, keys, [trim, *ids]))
-        replies = (await self.server.run(commands))[first:]
-        added: dict[str, int] = {}
-        for feed_keys, counts in zip(by_ids.values(), replies, strict=True):
-            added.update(zip(feed_keys, (int(c) for c in counts), strict=True))
-        return added
+        by_ids = self._by_ids({k: [i for i, _ in rows] for k, rows in entries.items()})
+        first = len(commands)
+        for ids, feed_keys in by_ids:
+            keys = [key for feed_key in feed_keys for key in timeline_keys(feed_key)]
+            commands.append(self.server.evalsha(ADD_TO_TIMELINES, keys, [trim, version, *ids]))
+        return self._counts(entries, by_ids, (await self.server.run(commands))[first:])
 
-    async def remove_many(self, entries: Mapping[str, Sequence[str]]) -> dict[str, int]:
-        """Remove ids from many timelines in one pipeline."""
-        keys = [feed_key for feed_key, ids in entries.items() if ids]
-        replies = await self.server.run(
-            [("ZREM", timeline_key(k), *dict.fromkeys(entries[k])) for k in keys]
-        )
-        removed = dict.fromkeys(entries, 0)
-        removed.update(zip(keys, (int(r) for r in replies), strict=True))
-        return removed
+    async def remove_many(
+        self, entries: Mapping[str, Sequence[str]], version: int
+    ) -> dict[str, int]:
+        """Remove ids from many timelines, remembering the removals, in one round trip."""
+        by_ids = self._by_ids(entries)
+        commands = [
+            self.server.evalsha(
+                REMOVE_FROM_TIMELINES,
+                [key for feed_key in feed_keys for key in timeline_keys(feed_key)],
+                [version, TOMBSTONE_LIMIT, *ids],
+            )
+            for ids, feed_keys in by_ids
+        ]
+        return self._counts(entries, by_ids, await self.server.run(commands))
+
+    def _by_ids(
+        self, entries: Mapping[str, Sequence[str]]
+    ) -> list[tuple[tuple[str, ...], list[str]]]:
+        """Feeds grouped by the ids they take; one feed per group on a cluster."""
+        groups: dict[tuple[str, ...], list[str]] = {}
+        single = not self.server.is_cluster
+        result: list[tuple[tuple[str, ...], list[str]]] = []
+        for feed_key, ids in entries.items():
+            unique = tuple(dict.fromkeys(ids))
+            if not unique:
+                continue
+            if single:
+                groups.setdefault(unique, []).append(feed_key)
+            else:
+                result.append((unique, [feed_key]))
+        return result + list(groups.items())
+
+    @staticmethod
+    def _counts(
+        entries: Mapping[str, Any],
+        by_ids: list[tuple[tuple[str, ...], list[str]]],
+        replies: Sequence[Any],
+    ) -> dict[str, int]:
+        counts = dict.fromkeys(entries, 0)
+        for (_, feed_keys), reply in zip(by_ids, replies, strict=True):
+            counts.update(zip(feed_keys, (int(c) for c in reply), strict=True))
+        return counts
 
     async def get_slice(
         self,
@@ -152,7 +155,9 @@ class RedisTimelineStorage:
             and not self.server.is_cluster
         ):
             before, after = activity_storage.shard_key_parts()
-            script = self.server.evalsha(READ_PAGE, [timeline_key(key)], [before, after, *args])
+            script = self.server.evalsha(
+                READ_PAGE, [timeline_key(key)], [before, after, ACTIVITY_SHARDS, *args]
+            )
             (page,) = await self.server.run([script])
             return [(page[i].decode(), page[i + 1]) for i in range(0, len(page), 2)]
         ids = await self.server.call(args[0], timeline_key(key), *args[1:])
@@ -176,14 +181,22 @@ class RedisTimelineStorage:
         return None if rank is None else int(rank)
 
     async def trim(self, key: str, length: int) -> None:
-        """Keep the newest ``length`` ids."""
-        await self.server.call(*_trim_command(timeline_key(key), length))
+        """Keep the newest ``length`` ids (and their versions)."""
+        await self.server.run(
+            [self.server.evalsha(TRIM_TIMELINE, timeline_keys(key)[:2], [length])]
+        )
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove whole timelines."""
-        await self.server.delete([timeline_key(k) for k in keys])
+        await self.server.delete([k for key in keys for k in timeline_keys(key)])
 
-    async def flush(self, key_prefix: str) -> None:
-        """Remove every timeline whose feed key starts with ``key_prefix``."""
-        found = await self.server.scan(feed_key_pattern(key_prefix))
-        await self.server.delete([k for k in found if k.endswith("}:tl")])
+    async def flush(self, key_format: KeyFormat) -> None:
+        """Remove every timeline whose feed key has the shape of ``key_format``."""
+        found = await self.server.scan(feed_key_pattern(key_format.prefix))
+        await self.server.delete(
+            [
+                k
+                for k in found
+                if (feed_key := feed_key_of(k, TIMELINE_SUFFIXES)) and key_format.owns(feed_key)
+            ]
+        )
