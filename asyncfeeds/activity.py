@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import (
     BaseModel,
@@ -154,6 +154,12 @@ class Activity(BaseModel):
     def serialization_id(self) -> str:
         """Alias of ``activity_id`` (the Stream Framework name)."""
         return self.activity_id
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy with ``update`` applied; its id is derived afresh from the new fields."""
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__dict__.pop("activity_id", None)
+        return copied
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Activity):

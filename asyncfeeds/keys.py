@@ -66,7 +66,8 @@ class KeyFormat:
         prefix, suffix = key_format.split(PLACEHOLDER)
         if any(c in "{}" for c in prefix + suffix):
             raise TypeError(
-                f"{owner}.key_format {key_format!r} may hold no braces besides {PLACEHOLDER}"
+                f"{owner}.key_format {key_format!r} may hold no braces besides {PLACEHOLDER}: "
+                f"{expected}"
             )
         for neighbour in (prefix[-1:], suffix[:1]):
             if neighbour and (_KEPT.fullmatch(neighbour) or neighbour == "%"):
