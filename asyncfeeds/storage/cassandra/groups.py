@@ -19,11 +19,12 @@ import asyncio
 import random
 import secrets
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ...exceptions import ConcurrentUpdateError
+from ...types import Subscription
 from ..base import Counts, GroupSnapshot, GroupWrite
 from . import registry
 from .connection import CassandraClient, acsylla, get_client
@@ -249,7 +250,7 @@ class CassandraGroupStorage:
             await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
         raise ConcurrentUpdateError(f"could not mark groups of {key} in {MAX_MARK_ATTEMPTS} tries")
 
-    def subscribe(self, key: str) -> AsyncIterator[Counts]:
+    def subscribe(self, key: str) -> Subscription:
         if self.notifier is None:
             raise TypeError("only notification feeds publish unseen and unread counts")
         return self.notifier.subscribe(key, lambda: self.marker_counts(key))
