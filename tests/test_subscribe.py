@@ -200,3 +200,25 @@ async def test_many_concurrent_subscribers_each_get_every_change(feed_class, sub
     finally:
         await asyncio.gather(*(updates.aclose() for updates in many))
     await wait_for_subscribers(subscribers, feed, 0)
+
+
+async def test_subscribers_joining_during_writes_see_each_count_once_in_order(feed_class):
+    feed, total = feed_class(1), 30
+    progress = [asyncio.Event() for _ in range(total)]
+
+    async def write() -> None:
+        for n in range(total):
+            progress[n].set()
+            await feed.add(liked(n, object=n))  # a new group each: counts go up by one
+
+    async def join(after: int) -> list[int]:
+        await progress[after].wait()
+        async with feed.subscribe() as updates:
+            seen = [(await next_item(updates))["unseen_count"]]
+            while seen[-1] < total:
+                seen.append((await next_item(updates))["unseen_count"])
+        return seen
+
+    _, *joined = await asyncio.gather(write(), *(join(after) for after in range(0, total, 3)))
+    for seen in joined:
+        assert seen == list(range(seen[0], total + 1))
