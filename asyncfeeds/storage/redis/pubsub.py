@@ -34,7 +34,7 @@ from .scripts import Lua
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 15.0
+HEARTBEAT_SECONDS = 5.0
 """Idle seconds after which the connection is PINGed, so a hung server is noticed."""
 RECONNECT_SECONDS = 10.0
 """How long a lost subscription tries to come back before the consumer gets an error."""
@@ -108,7 +108,7 @@ class ChannelListener:
         channels = [self.channel] if self.marker is None else [self.channel, self.marker]
         with self.server.errors():
             await self.pubsub.subscribe(*channels)
-            await self._confirm(self.pubsub, len(channels))
+        await self._confirm(self.pubsub, len(channels))
         while not self.queue.empty():
             self.queue.get_nowait()
         self.before_marker = self.marker is not None
@@ -124,7 +124,8 @@ class ChannelListener:
         deadline = loop.time() + SOCKET_TIMEOUT
         while expected:
             remaining = deadline - loop.time()
-            message = await pubsub.get_message(timeout=remaining) if remaining > 0 else None
+            with self.server.errors():
+                message = await pubsub.get_message(timeout=remaining) if remaining > 0 else None
             if message is None:
                 raise StorageUnavailableError(
                     f"Redis {self.server.name!r} at {self.server.address} did not confirm "
