@@ -18,6 +18,7 @@ from .feeds.memory import MemoryAggregatedFeed, MemoryFeed, MemoryNotificationFe
 from .feeds.notification import NotificationFeed
 from .feeds.redis import RedisAggregatedFeed, RedisFeed, RedisNotificationFeed
 from .provision import setup
+from .types import Counts, Subscription
 from .verbs import Verb, get_verb_by_id, register_verb
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "CassandraAggregatedFeed",
     "CassandraFeed",
     "CassandraNotificationFeed",
+    "Counts",
     "DuplicateActivityError",
     "FanoutPriority",
     "Feed",
@@ -46,6 +48,7 @@ __all__ = [
     "RedisNotificationFeed",
     "SerializationError",
     "StorageUnavailableError",
+    "Subscription",
     "Verb",
     "aclose",
     "configure",

@@ -91,22 +91,21 @@ async def run_writers(
 
 @contextlib.asynccontextmanager
 async def consumed(feed) -> AsyncIterator[asyncio.Queue[dict[str, int]]]:
-    """Iterate ``feed.subscribe()`` in a task; yields the queue of what it received."""
+    """Iterate ``feed.subscribe()`` (live on entry) in a task; yields the queue of what it got."""
     received: asyncio.Queue[dict[str, int]] = asyncio.Queue()
-    stream = feed.subscribe()
+    async with feed.subscribe() as stream:
 
-    async def consume() -> None:
-        async for counts in stream:
-            received.put_nowait(counts)
+        async def consume() -> None:
+            async for counts in stream:
+                received.put_nowait(counts)
 
-    task = asyncio.create_task(consume())
-    try:
-        yield received
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await stream.aclose()
+        task = asyncio.create_task(consume())
+        try:
+            yield received
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def counts(n: int) -> dict[str, Any]:
@@ -128,12 +127,9 @@ async def test_subscribe_hears_other_processes_through_redis(backend: Backend):
     feed_class = backend.feed("notification")
     feed = feed_class(1)
     async with consumed(feed) as received:
-        server = get_server("default")
-        for _ in range(200):
-            (_, listeners) = await server.call("PUBSUB", "NUMSUB", channel(feed.key))
-            if listeners:
-                break
-            await asyncio.sleep(0.05)
+        (_, listeners) = await get_server("default").call("PUBSUB", "NUMSUB", channel(feed.key))
+        assert listeners == 1  # live on entry
+        assert await asyncio.wait_for(received.get(), WAIT) == counts(0)
         await run_writers(feed_class, [[1]], object=100, redis=REDIS_URL)
         assert await asyncio.wait_for(received.get(), WAIT) == counts(1)
         await run_writers(feed_class, [[2]], object=200, redis=REDIS_URL)
@@ -144,6 +140,7 @@ async def test_subscribe_without_redis_polls_for_other_processes_changes(backend
     feed_class = backend.feed("notification", subscribe_poll_interval=0.1)
     feed = feed_class(1)
     async with consumed(feed) as received:
+        assert await asyncio.wait_for(received.get(), WAIT) == counts(0)
         await feed.add(make_activity(1, actor=1, verb=Like, object=100))
         assert await asyncio.wait_for(received.get(), WAIT) == counts(1)  # heard in-process
         await run_writers(feed_class, [[2]], object=200)

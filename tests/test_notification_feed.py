@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-import pytest
 from conftest import Like, make_activity
 
 from asyncfeeds import MemoryNotificationFeed, NotificationActivity, NotificationAggregator
@@ -146,49 +145,31 @@ async def test_markers_are_per_feed(backend):
 
 @contextlib.asynccontextmanager
 async def subscription(feed) -> AsyncIterator[asyncio.Queue]:
-    """Consume ``feed.subscribe()`` in a task; yields the queue of received counts."""
+    """Consume ``feed.subscribe()``, live on entry, in a task; yields the queue of counts."""
     received: asyncio.Queue = asyncio.Queue()
-    stream = feed.subscribe()
+    async with feed.subscribe() as stream:
 
-    async def consume() -> None:
-        async for item in stream:
-            received.put_nowait(item)
+        async def consume() -> None:
+            async for item in stream:
+                received.put_nowait(item)
 
-    task = asyncio.create_task(consume())
-    try:
-        yield received
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        close = getattr(stream, "aclose", None)
-        if close is not None:
-            await close()
+        task = asyncio.create_task(consume())
+        try:
+            yield received
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def next_counts(received: asyncio.Queue) -> dict[str, int]:
     return await asyncio.wait_for(received.get(), WAIT)
 
 
-async def wait_until_live(feed, received: asyncio.Queue) -> None:
-    """Change the feed until the subscription reports it; network backends subscribe lazily."""
-    for n in range(20):
-        await feed.add(liked(1000 + n, 999))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(received.get(), 0.5)
-            return
-    pytest.fail("subscribe() yielded nothing for 20 changes")
-
-
-async def test_subscribe_yields_counts_after_each_change(backend):
+async def test_subscribe_yields_the_counts_then_counts_after_each_change(backend):
     feed = backend.feed("notification")(1)
     async with subscription(feed) as received:
-        await wait_until_live(feed, received)
-        await feed.mark_all(seen=True, read=True)
-        while (item := await next_counts(received)) != {"unseen_count": 0, "unread_count": 0}:
-            assert item == {"unseen_count": 1, "unread_count": 1}  # a late one from above
-        assert received.empty()
-
+        assert await next_counts(received) == {"unseen_count": 0, "unread_count": 0}
         await feed.add(liked(1, 100))
         assert await next_counts(received) == {"unseen_count": 1, "unread_count": 1}
         await feed.add_many([liked(2, 100), liked(3, 200)])
@@ -200,14 +181,15 @@ async def test_subscribe_yields_counts_after_each_change(backend):
         assert await next_counts(received) == {"unseen_count": 1, "unread_count": 0}
         await feed.mark_all()
         assert await next_counts(received) == {"unseen_count": 0, "unread_count": 0}
+        assert received.empty()
 
 
 async def test_subscribe_only_hears_its_own_feed(backend):
     feed_class = backend.feed("notification")
     mine, other = feed_class(1), feed_class(2)
+    await mine.add(liked(1, 999))
     async with subscription(mine) as received:
-        await wait_until_live(mine, received)
+        assert await next_counts(received) == {"unseen_count": 1, "unread_count": 1}
         await other.add_many([liked(1, 100), liked(2, 200), liked(3, 300)])
         await mine.mark_all(read=True)
-        while (item := await next_counts(received)) != {"unseen_count": 0, "unread_count": 0}:
-            assert item == {"unseen_count": 1, "unread_count": 1}  # a late one of mine, not 3
+        assert await next_counts(received) == {"unseen_count": 0, "unread_count": 0}

@@ -63,26 +63,26 @@ async def far_feed(backend):
     raise AssertionError("no key found on another node")
 
 
-async def test_subscription_is_live_on_creation_and_hears_every_change(backend, subscribers):
+async def test_subscription_is_live_on_entry_and_hears_every_change(backend, subscribers):
     feed = await far_feed(backend)
-    stream = feed.subscribe()
-    try:
-        await wait_for_subscribers(subscribers, feed, 1)  # before anything awaited the stream
+    async with feed.subscribe() as stream:
+        assert await subscribers(feed) == 1  # confirmed by the server before entering
         await feed.add(liked(1))
         await feed.add_many([liked(2), liked(3, object=200)])
         ids = [g.aggregated_id for g in await feed[:]]
         await feed.mark_activity(ids[0])
         await feed.mark_activities(ids, seen=False, read=True)
-        await feed.mark_all(seen=True)  # changes nothing: no message
+        await feed.mark_all(seen=False, read=True)  # changes nothing: no message
+        await feed.mark_all(seen=True)
         await feed.delete()
-        received = [await asyncio.wait_for(anext(stream), WAIT) for _ in range(5)]
-    finally:
-        await stream.aclose()
+        received = [await asyncio.wait_for(anext(stream), WAIT) for _ in range(7)]
     assert received == [
+        {"unseen_count": 0, "unread_count": 0},
         {"unseen_count": 1, "unread_count": 1},
         {"unseen_count": 2, "unread_count": 2},
         {"unseen_count": 1, "unread_count": 2},
         {"unseen_count": 1, "unread_count": 0},
+        {"unseen_count": 0, "unread_count": 0},
         {"unseen_count": 0, "unread_count": 0},
     ]
     await wait_for_subscribers(subscribers, feed, 0)
@@ -95,13 +95,16 @@ async def test_break_out_of_async_for_unsubscribes(backend, subscribers):
     async def consume() -> None:
         async for counts in feed.subscribe():
             received.append(counts)
-            break
+            if len(received) == 2:
+                break
+            await feed.add(liked(1))
 
-    consumer = asyncio.create_task(consume())
-    await wait_for_subscribers(subscribers, feed, 1)
-    await feed.add(liked(1))
-    await asyncio.wait_for(consumer, WAIT)
-    assert received == [{"unseen_count": 1, "unread_count": 1}]
+    await asyncio.wait_for(consume(), WAIT)
+    assert received == [
+        {"unseen_count": 0, "unread_count": 0},
+        {"unseen_count": 1, "unread_count": 1},
+    ]
+    gc.collect()  # the dropped iterator's finaliser closes its connection
     await wait_for_subscribers(subscribers, feed, 0)
 
 
@@ -123,7 +126,9 @@ async def test_cancelled_consumer_unsubscribes(backend, subscribers):
 async def test_aclose_and_async_with_unsubscribe(backend, subscribers):
     feed = backend.feed("notification")(1)
     stream = feed.subscribe()
-    await wait_for_subscribers(subscribers, feed, 1)
+    assert await subscribers(feed) == 0  # nothing is opened before first use
+    assert await asyncio.wait_for(anext(stream), WAIT) == {"unseen_count": 0, "unread_count": 0}
+    assert await subscribers(feed) == 1
     await stream.aclose()
     await wait_for_subscribers(subscribers, feed, 0)
     with pytest.raises(StopAsyncIteration):
@@ -131,26 +136,42 @@ async def test_aclose_and_async_with_unsubscribe(backend, subscribers):
     await stream.aclose()  # twice is fine
 
     async with feed.subscribe() as stream:
-        await wait_for_subscribers(subscribers, feed, 1)
+        assert await subscribers(feed) == 1
     await wait_for_subscribers(subscribers, feed, 0)
 
 
-async def test_a_dropped_subscription_that_was_never_iterated_unsubscribes(backend, subscribers):
+async def test_a_dropped_live_subscription_unsubscribes(backend, subscribers):
     feed = backend.feed("notification")(1)
     stream = feed.subscribe()
-    await wait_for_subscribers(subscribers, feed, 1)
+    await asyncio.wait_for(anext(stream), WAIT)
+    assert await subscribers(feed) == 1
     del stream
     gc.collect()
     await wait_for_subscribers(subscribers, feed, 0)
+
+
+async def test_a_timed_out_read_keeps_the_connection_subscribed(backend, subscribers):
+    feed = backend.feed("notification")(1)
+    async with feed.subscribe() as stream:
+        await asyncio.wait_for(anext(stream), WAIT)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(anext(stream), 0.2)
+        assert await subscribers(feed) == 1
+        await feed.add(liked(1))
+        assert await asyncio.wait_for(anext(stream), WAIT) == {"unseen_count": 1, "unread_count": 1}
 
 
 async def test_many_subscribers_each_get_every_change(backend, subscribers):
     feed = backend.feed("notification")(1)
     streams = [feed.subscribe() for _ in range(3)]
     try:
-        await wait_for_subscribers(subscribers, feed, 3)
+        for stream in streams:
+            await stream.__aenter__()
+        assert await subscribers(feed) == 3
         await feed.add(liked(1))
         for stream in streams:
+            first = await asyncio.wait_for(anext(stream), WAIT)
+            assert first == {"unseen_count": 0, "unread_count": 0}
             counts = await asyncio.wait_for(anext(stream), WAIT)
             assert counts == {"unseen_count": 1, "unread_count": 1}
     finally:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from ..activity import AggregatedActivity, NotificationActivity
 from ..aggregators import BaseAggregator, NotificationAggregator
-from ..storage.base import Counts
+from ..types import Subscription
 from .aggregated import AggregatedFeed
 
 
@@ -64,8 +64,13 @@ class NotificationFeed(AggregatedFeed):
         if seen or read:
             await self.get_group_storage().mark(self.key, None, seen=seen, read=read)
 
-    def subscribe(self) -> AsyncIterator[Counts]:
-        """``{"unseen_count": n, "unread_count": m}`` after each change of this feed."""
+    def subscribe(self) -> Subscription:
+        """The counts ``{"unseen_count": n, "unread_count": m}`` now, then after each change.
+
+        ``async with feed.subscribe() as updates:`` (or the first ``anext``) waits
+        until the server confirmed the subscription, so no change is missed; a
+        cancelled ``anext`` (a heartbeat timeout) does not end it, ``aclose()`` does.
+        """
         return self.get_group_storage().subscribe(self.key)
 
 

@@ -7,17 +7,16 @@ fanout chunk is one round trip.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from ..keys import KeyFormat
+from ..types import Counts as Counts
+from ..types import Subscription
 
 Entry = tuple[str, bytes]
 """An activity id with its serialised activity."""
-
-Counts = dict[str, int]
-"""``{"unseen_count": n, "unread_count": m}``."""
 
 TOMBSTONE_LIMIT = 1000
 """Removals one feed remembers (the oldest versions are forgotten first), so an add job
@@ -244,8 +243,8 @@ class GroupStorage(Protocol):
     async def mark(self, key: str, ids: Sequence[str] | None, seen: bool, read: bool) -> Counts:
         """Mark groups (all if ``ids`` is None) seen and/or read; returns the new counts."""
 
-    def subscribe(self, key: str) -> AsyncIterator[Counts]:
-        """Counts after each change of this feed, until the consumer stops iterating."""
+    def subscribe(self, key: str) -> Subscription:
+        """Counts now, then after each change of this feed (see ``asyncfeeds.types``)."""
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove whole feeds with their markers and index."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..activity import group_of
 from ..keys import KeyFormat
+from ..types import Subscription
 from .base import (
     TOMBSTONE_LIMIT,
     ActivityStorage,
@@ -21,6 +22,7 @@ from .base import (
     GroupWrite,
     IndexEntry,
 )
+from .subscription import Item, QueueSubscription
 
 
 @dataclass
@@ -71,7 +73,7 @@ def _forget_oldest(removed: dict[str, int], versions: Mapping[str, Any]) -> None
 _activities: dict[str, dict[str, bytes]] = {}
 _timelines: dict[str, _Timeline] = {}
 _groups: dict[str, _GroupFeed] = {}
-_subscribers: dict[str, set[asyncio.Queue[Counts]]] = {}
+_subscribers: dict[str, set[asyncio.Queue[Item]]] = {}
 
 
 def reset() -> None:
@@ -316,7 +318,7 @@ class MemoryGroupStorage:
             _publish(key, counts)
         return counts
 
-    def subscribe(self, key: str) -> AsyncIterator[Counts]:
+    def subscribe(self, key: str) -> Subscription:
         return _Subscription(key)
 
     async def delete_many(self, keys: Sequence[str]) -> None:
@@ -332,39 +334,28 @@ class MemoryGroupStorage:
             del _groups[key]
 
 
-class _Subscription:
-    """Listens from the moment it is created, so no change after ``subscribe()`` is missed."""
+class _Subscription(QueueSubscription):
+    """Registers its queue and reads the counts in one step: nothing is missed or repeated."""
 
     def __init__(self, key: str) -> None:
+        super().__init__()
         self._key = key
-        self._queue: asyncio.Queue[Counts] = asyncio.Queue()
-        self._closed = False
-        _subscribers.setdefault(key, set()).add(self._queue)
 
-    def __aiter__(self) -> _Subscription:
-        return self
+    async def _go_live(self) -> Counts:
+        _subscribers.setdefault(self._key, set()).add(self._queue)
+        return (_groups.get(self._key) or _GroupFeed()).counts()
 
-    async def __anext__(self) -> Counts:
-        if self._closed:
-            raise StopAsyncIteration
-        return await self._queue.get()
+    async def _release(self) -> None:
+        self._release_soon()
 
-    async def aclose(self) -> None:
-        """Stop listening."""
-        self._close()
-
-    def _close(self) -> None:
-        self._closed = True
+    def _release_soon(self) -> None:
         listeners = _subscribers.get(self._key)
         if listeners is not None:
             listeners.discard(self._queue)
             if not listeners:
                 del _subscribers[self._key]
 
-    def __del__(self) -> None:
-        self._close()
-
 
 def _publish(key: str, counts: Counts) -> None:
     for queue in _subscribers.get(key, ()):
-        queue.put_nowait(dict(counts))
+        queue.put_nowait(("change", counts.copy()))

@@ -23,13 +23,14 @@ import asyncio
 import random
 import secrets
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ...activity import group_of
 from ...exceptions import ConcurrentUpdateError
 from ...keys import KeyFormat
+from ...types import Subscription
 from ..base import TOMBSTONE_LIMIT, Counts, GroupQuery, GroupSnapshot, GroupWrite, IndexEntry
 from . import registry
 from .connection import CassandraClient, acsylla, get_client
@@ -357,7 +358,7 @@ class CassandraGroupStorage:
             await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
         raise ConcurrentUpdateError(f"could not mark groups of {key} in {MAX_MARK_ATTEMPTS} tries")
 
-    def subscribe(self, key: str) -> AsyncIterator[Counts]:
+    def subscribe(self, key: str) -> Subscription:
         if self.notifier is None:
             raise TypeError("only notification feeds publish unseen and unread counts")
         return self.notifier.subscribe(key, lambda: self.marker_counts(key))

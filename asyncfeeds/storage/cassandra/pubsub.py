@@ -10,25 +10,27 @@ works, only later.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import orjson
 
 from ... import config
 from ...exceptions import StorageUnavailableError
-from ..base import Counts
+from ...types import Counts
 from ..redis import get_server
+from ..redis.pubsub import RECONNECT_SECONDS, ChannelListener, parse_counts
+from ..subscription import Item, QueueSubscription
 
-logger = logging.getLogger("asyncfeeds")
+logger = logging.getLogger(__name__)
 
 _ORIGIN = uuid.uuid4().hex
 """Marks this process's messages, which its subscribers already got directly."""
 
-_local: dict[str, set[asyncio.Queue[tuple[str, Any]]]] = {}
+_local: dict[str, set[asyncio.Queue[Item]]] = {}
+
+ReadCounts = Callable[[], Awaitable[Counts]]
 
 
 def channel(key: str) -> str:
@@ -51,7 +53,7 @@ class CountsNotifier:
     async def publish(self, key: str, counts: Counts) -> None:
         """Deliver counts to this process's subscribers, and to others' through Redis."""
         for queue in _local.get(key, ()):
-            queue.put_nowait(("local", dict(counts)))
+            queue.put_nowait(("change", counts.copy()))
         if self.uses_redis:
             message = orjson.dumps({"origin": _ORIGIN, "counts": counts})
             try:
@@ -60,126 +62,122 @@ class CountsNotifier:
                 # The change is stored; only other processes' subscribers miss this message.
                 logger.warning("could not publish the counts of %s: %s", key, exc)
 
-    def subscribe(
-        self, key: str, read_counts: Callable[[], Awaitable[Counts]]
-    ) -> CountsSubscription:
-        """Counts after each change of ``key``, from the moment of this call."""
+    def subscribe(self, key: str, read_counts: ReadCounts) -> CountsSubscription:
+        """The counts of ``key`` once live, then after each change."""
         return CountsSubscription(self, key, read_counts)
 
 
-class CountsSubscription:
-    """An async iterator of counts; ``aclose()`` stops it."""
+def _foreign_counts(data: bytes) -> Counts | None:
+    """The counts of another process's message; ``None`` for this process's own."""
+    try:
+        payload = orjson.loads(data)
+        if payload.get("origin") == _ORIGIN:
+            return None
+        return parse_counts(orjson.dumps(payload["counts"]))
+    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
+        logger.warning("ignored a malformed counts message: %r", data[:200])
+        return None
 
-    def __init__(
-        self,
-        notifier: CountsNotifier,
-        key: str,
-        read_counts: Callable[[], Awaitable[Counts]],
-    ) -> None:
+
+class CountsSubscription(QueueSubscription):
+    """Counts of a Cassandra notification feed, heard in-process, through Redis or by polling.
+
+    Nothing orders a Redis message against a Cassandra read, so a change made
+    while the counts are read may also arrive as an item; an equal change
+    right after a read is dropped as the one the read already counted.
+    """
+
+    changes_may_repeat_snapshots = True
+
+    def __init__(self, notifier: CountsNotifier, key: str, read_counts: ReadCounts) -> None:
+        super().__init__()
         self._notifier = notifier
         self._key = key
         self._read_counts = read_counts
-        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self._closed = False
-        self._last: Counts | None = None
-        self._last_polled = False
-        self._listener: asyncio.Task[None] | None = None
-        self._polls = not notifier.uses_redis
-        if self._polls:
-            logger.info(
-                "no Redis %r is configured to carry the counts of %s between processes: "
-                "other processes' changes are polled from Cassandra every %s s",
-                notifier.redis_server, key, notifier.poll_interval,
+        self._listener: ChannelListener | None = None
+        self._poller: asyncio.Task[None] | None = None
+
+    async def _go_live(self) -> Counts:
+        _local.setdefault(self._key, set()).add(self._queue)
+        notifier = self._notifier
+        if notifier.uses_redis:
+            read_counts = self._read_counts
+
+            async def snapshot(_marker: str | None) -> Counts:
+                return await read_counts()
+
+            server = get_server(notifier.redis_server)
+            self._listener = ChannelListener(
+                server, channel(self._key), self._queue, _foreign_counts, snapshot, marked=False
             )
-        _local.setdefault(key, set()).add(self._queue)
-        if not self._polls:
-            try:
-                self._listener = self._start_listening()
-            except RuntimeError:
-                self._listener = None  # no loop yet: start listening on first use
+            counts = await self._listener.connect()
+            self._listener.start()
+            return counts
+        logger.info(
+            "no Redis %r is configured to carry the counts of %s between processes: "
+            "other processes' changes are polled from Cassandra every %s s",
+            notifier.redis_server, self._key, notifier.poll_interval,
+        )
+        while not self._queue.empty():
+            self._queue.get_nowait()  # superseded by the read below
+        counts = await self._read_counts()
+        poll = _poll(self._queue, self._read_counts, notifier.poll_interval, counts)
+        self._poller = asyncio.get_running_loop().create_task(poll)
+        return counts
 
-    def __aiter__(self) -> CountsSubscription:
-        return self
+    def _explain(self, error: BaseException) -> BaseException:
+        if isinstance(error, StorageUnavailableError) and self._listener is not None:
+            return StorageUnavailableError(
+                f"subscribe() on a Cassandra notification feed hears other processes' changes "
+                f"through Redis pub/sub, and {error}"
+            )
+        return error
 
-    async def __anext__(self) -> Counts:
-        if self._closed:
-            raise StopAsyncIteration
-        if self._polls and self._last is None:
-            self._last = await self._read_counts()
-        if not self._polls and self._listener is None:
-            self._listener = self._start_listening()
-        while True:
-            if self._polls:
-                try:
-                    source, value = await asyncio.wait_for(
-                        self._queue.get(), self._notifier.poll_interval
-                    )
-                except TimeoutError:
-                    source, value = "poll", await self._read_counts()
-                    if value == self._last:
-                        continue
-            else:
-                source, value = await self._queue.get()
-            if source == "error":
-                raise value
-            if source == "local" and self._last_polled and value == self._last:
-                self._last_polled = False
-                continue  # the change the last poll already reported
-            self._last, self._last_polled = value, source == "poll"
-            return dict(value)
-
-    def _start_listening(self) -> asyncio.Task[None]:
-        # The task holds the queue, not the subscription, so a dropped subscription is collected.
-        listen = _listen(self._notifier.redis_server, self._key, self._queue)
-        return asyncio.get_running_loop().create_task(listen)
-
-    async def aclose(self) -> None:
-        """Stop listening."""
-        self._close()
+    async def _release(self) -> None:
+        self._unregister()
         if self._listener is not None:
-            try:
-                await self._listener
-            except asyncio.CancelledError:
-                pass
+            await self._listener.close()
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.wait([self._poller])
 
-    def _close(self) -> None:
-        self._closed = True
-        if self._listener is not None and not self._listener.done():
-            try:
-                self._listener.cancel()
-            except RuntimeError:
-                pass  # its loop is closed already
+    def _release_soon(self) -> None:
+        self._unregister()
+        if self._listener is not None:
+            self._listener.close_soon()
+        poller = self._poller
+        if poller is not None and not poller.get_loop().is_closed():
+            poller.get_loop().call_soon_threadsafe(poller.cancel)
+
+    def _unregister(self) -> None:
         listeners = _local.get(self._key)
         if listeners is not None:
             listeners.discard(self._queue)
             if not listeners:
                 del _local[self._key]
 
-    def __del__(self) -> None:
-        self._close()
 
-
-async def _listen(name: str, key: str, queue: asyncio.Queue[tuple[str, Any]]) -> None:
-    """Forward counts other processes publish through Redis to one subscription's queue."""
-    server = get_server(name)
-    pubsub, own_client = server.pubsub()
-    try:
-        with server.errors():
-            await pubsub.subscribe(channel(key))
-            async for message in pubsub.listen():
-                if message.get("type") != "message":
-                    continue
-                payload = orjson.loads(message["data"])
-                if payload.get("origin") != _ORIGIN:
-                    queue.put_nowait(("redis", payload["counts"]))
-    except StorageUnavailableError as exc:
-        error = StorageUnavailableError(
-            f"subscribe() on a Cassandra notification feed hears other processes' changes "
-            f"through Redis pub/sub, and {exc}"
-        )
-        queue.put_nowait(("error", error))
-    finally:
-        with contextlib.suppress(Exception):
-            await pubsub.aclose()
-            if own_client is not None:
-                await own_client.aclose()
+async def _poll(
+    queue: asyncio.Queue[Item], read_counts: ReadCounts, interval: float, last: Counts
+) -> None:
+    """Queue the counts whenever a read finds them changed; give up after a long outage."""
+    failing_since: float | None = None
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            counts = await read_counts()
+        except StorageUnavailableError as exc:
+            failing_since = failing_since or loop.time()
+            if loop.time() - failing_since > RECONNECT_SECONDS:
+                queue.put_nowait(exc)
+                return
+            logger.warning("could not poll the counts: %s", exc)
+            continue
+        except Exception as exc:
+            queue.put_nowait(exc)
+            return
+        failing_since = None
+        if counts != last:
+            last = counts
+            queue.put_nowait(("snapshot", counts))

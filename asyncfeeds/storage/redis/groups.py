@@ -8,10 +8,11 @@ step, and a whole fanout chunk of feeds is one pipeline.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ...keys import KeyFormat
+from ...types import Subscription
 from ..base import TOMBSTONE_LIMIT, Counts, GroupQuery, GroupSnapshot, GroupWrite, IndexEntry
 from .connection import Command, RedisServer, get_server
 from .keys import GROUP_SUFFIXES, counts_channel, feed_key_of, feed_key_pattern, group_keys
@@ -143,9 +144,10 @@ class RedisGroupStorage:
         )
         return {"unseen_count": int(reply[0]), "unread_count": int(reply[1])}
 
-    def subscribe(self, key: str) -> AsyncIterator[Counts]:
-        """Counts published after each change; subscribes at once, cleans up when dropped."""
-        return CountsSubscription(self.server, counts_channel(key))
+    def subscribe(self, key: str) -> Subscription:
+        """The counts, then those published after each change; cleans up when dropped."""
+        keys = group_keys(key)
+        return CountsSubscription(self.server, counts_channel(key), keys[UNSEEN], keys[UNREAD])
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove whole feeds with their markers, publishing zero counts, in one round trip."""
