@@ -18,7 +18,7 @@ from .feeds.memory import MemoryAggregatedFeed, MemoryFeed, MemoryNotificationFe
 from .feeds.notification import NotificationFeed
 from .feeds.redis import RedisAggregatedFeed, RedisFeed, RedisNotificationFeed
 from .provision import setup
-from .verbs import Verb, get_verb_by_id, register_verb
+from .verbs import Verb, get_verb_by_id, register, register_verb
 
 __all__ = [
     "Activity",
@@ -50,6 +50,7 @@ __all__ = [
     "aclose",
     "configure",
     "get_verb_by_id",
+    "register",
     "register_verb",
     "setup",
 ]

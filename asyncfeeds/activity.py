@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol
 
 from pydantic import (
     BaseModel,
@@ -44,6 +45,29 @@ def _check_id(value: Any) -> int | str:
 
 
 ObjectId = Annotated[int | str, BeforeValidator(lambda v: _check_id(_reduce_to_id(v)))]
+
+
+class HasId(Protocol):
+    """Anything with an ``id`` (a Django model, a dataclass...), accepted in place of its id."""
+
+    @property
+    def id(self) -> int | str: ...
+
+
+IdLike = int | str | HasId
+"""What ``actor``, ``object`` and ``target`` accept: an id or an object with ``.id``."""
+VerbLike = type[Verb] | Verb | int | str
+"""What ``verb`` accepts: a registered verb class, its instance, its id or its infinitive."""
+
+
+class _Required:
+    """Marks a constructor argument not given, so pydantic reports it as a missing field."""
+
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+_REQUIRED: Any = _Required()
 VerbType = Annotated[
     type[Verb],
     BeforeValidator(resolve_verb),
@@ -121,6 +145,45 @@ class Activity(BaseModel):
     time: datetime = Field(default_factory=utcnow)
     extra_context: dict[str, JsonValue] = Field(default_factory=dict)
 
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            actor: IdLike,
+            verb: VerbLike,
+            object: IdLike,
+            target: IdLike | None = None,
+            time: datetime | None = None,
+            extra_context: Mapping[str, JsonValue] | None = None,
+            **fields: Any,
+        ) -> None: ...
+
+    else:
+
+        def __init__(
+            self,
+            actor=_REQUIRED,
+            verb=_REQUIRED,
+            object=_REQUIRED,
+            target=None,
+            time=None,
+            extra_context=None,
+            **fields,
+        ):
+            """Stream Framework's signature, positional or by keyword; ``time=None`` is now."""
+            for name, value in (("actor", actor), ("verb", verb), ("object", object)):
+                if value is not _REQUIRED:
+                    fields[name] = value
+            optional = (("target", target), ("time", time), ("extra_context", extra_context))
+            for name, value in optional:
+                if value is not None:
+                    fields[name] = value
+            super().__init__(**fields)
+
+        # model_validate, nested validation and model_construct bypass this __init__
+        # exactly as they bypass BaseModel's: validation stays pydantic's own.
+        __init__.__pydantic_base_init__ = True
+
     @field_validator("time")
     @classmethod
     def _time_to_utc(cls, value: datetime) -> datetime:
@@ -145,7 +208,22 @@ class Activity(BaseModel):
         """Alias of ``activity_id`` (the Stream Framework name)."""
         return self.activity_id
 
-    def __eq__(self, other: object) -> bool:
+    @property
+    def actor_id(self) -> int | str:
+        """Stream Framework's name for ``actor`` (always the id here)."""
+        return self.actor
+
+    @property
+    def object_id(self) -> int | str:
+        """Stream Framework's name for ``object`` (always the id here)."""
+        return self.object
+
+    @property
+    def target_id(self) -> int | str | None:
+        """Stream Framework's name for ``target`` (always the id here)."""
+        return self.target
+
+    def __eq__(self, other: builtins.object) -> bool:
         if isinstance(other, Activity):
             return self.activity_id == other.activity_id
         return NotImplemented
