@@ -14,7 +14,9 @@ from typing import Any, ClassVar
 
 from ..activity import Activity, AggregatedActivity, epoch_micros, group_of
 from ..aggregators import BaseAggregator, RecentVerbAggregator
+from ..compat import reject_current_activities
 from ..exceptions import ConcurrentUpdateError
+from ..metrics import metered_read, metered_write
 from ..serializers import AggregatedSerializer
 from ..storage.base import GroupSnapshot, GroupStorage, GroupWrite
 from .base import Feed
@@ -88,11 +90,14 @@ class AggregatedFeed(Feed):
         limit: int | None,
         plan: Plan,
         groups: set[str] | None = None,
+        *,
+        trim: bool = True,
     ) -> dict[str, Any]:
         """Apply ``plan`` to each feed's groups, retrying the feeds where a writer got in first.
 
         With ``groups`` only the stored groups with those keys are decoded and
-        given to ``plan`` (decoding is most of an add's cost).
+        given to ``plan`` (decoding is most of an add's cost). ``trim=False``
+        keeps groups beyond ``max_length`` (the next trimming write drops them).
         """
         storage = cls.get_group_storage()
         serializer = cls.get_aggregated_serializer()
@@ -115,7 +120,7 @@ class AggregatedFeed(Feed):
                                 for g in change.upserts
                             ],
                             removals=change.removals,
-                            max_length=cls.max_length,
+                            max_length=cls.max_length if trim else None,
                             unseen=change.unseen,
                         )
                     )
@@ -220,18 +225,29 @@ class AggregatedFeed(Feed):
         """Add one activity; the new or changed groups."""
         return await self.add_many([activity])
 
+    @metered_write("add")
     async def add_many(  # type: ignore[override]
-        self, activities: Iterable[Activity], *, trim: bool = True
+        self,
+        activities: Iterable[Activity],
+        *,
+        trim: bool = True,
+        current_activities: None = None,
     ) -> list[AggregatedActivity]:
         """Merge activities into groups; one flat list of the new and changed groups."""
+        reject_current_activities(current_activities)
         checked = self.validate_activities(activities)
         if not checked:
             return []
         results = await self._change(
-            [self.key], self.merge_max_length, self._plan_add(checked), self._groups_of(checked)
+            [self.key],
+            self.merge_max_length,
+            self._plan_add(checked),
+            self._groups_of(checked),
+            trim=trim,
         )
         return results[self.key]
 
+    @metered_write("remove")
     async def remove_many(self, activities: Iterable[Activity | str]) -> int:
         """Take activities out of their groups, deleting emptied groups; how many were held."""
         ids = self.activity_ids(activities)
@@ -285,6 +301,7 @@ class AggregatedFeed(Feed):
         """Aggregated feeds are ranked by the aggregator: ordering is not offered."""
         raise ValueError(f"{type(self).__name__} does not support order_by(); it is ranked")
 
+    @metered_read("slice")
     async def get_slice(self, start: int, stop: int | None) -> list[Any]:
         """Groups at positions ``start:stop``, ranked by the aggregator."""
         rows = await self.get_group_storage().get_slice(self.key, start, stop)

@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, ClassVar
 
 from ..activity import Activity
+from ..compat import FeedNames
+from ..metrics import Metrics, metered_read, metered_write, process_metrics
 from ..serializers import ActivitySerializer
 from ..storage.base import ActivityStorage, Bounds, TimelineStorage
 
@@ -24,13 +26,14 @@ _FILTERS = {
 _ORDERINGS = {"activity_id": False, "-activity_id": True}
 
 
-class Feed:
+class Feed(FeedNames):
     """One user's timeline: ``await feed.add(a)``, ``await feed[:25]``."""
 
     key_format: ClassVar[str] = "feed:{user_id}"
     max_length: ClassVar[int] = 100
     activity_class: ClassVar[type[Activity]] = Activity
     activity_key_prefix: ClassVar[str] = "activity"
+    metrics: ClassVar[Metrics] = process_metrics
 
     def __init__(self, user_id: int | str) -> None:
         if isinstance(user_id, bool) or not isinstance(user_id, int | str):
@@ -193,6 +196,7 @@ class Feed:
         """Add one activity; 1 if it is new, 0 if the feed held it already."""
         return await self.add_many([activity])
 
+    @metered_write("add")
     async def add_many(self, activities: Iterable[Activity], *, trim: bool = True) -> int:
         """Add activities (storing their data too); how many were new."""
         checked = self.validate_activities(activities)
@@ -211,6 +215,7 @@ class Feed:
         """Remove one activity (or id); 1 if it was there."""
         return await self.remove_many([activity])
 
+    @metered_write("remove")
     async def remove_many(self, activities: Iterable[Activity | str]) -> int:
         """Remove activities (or ids); how many were there."""
         ids = self.activity_ids(activities)
@@ -285,6 +290,7 @@ class Feed:
             raise IndexError(f"{self!r} has no item at index {index}")
         return items[0]
 
+    @metered_read("slice")
     async def get_slice(self, start: int, stop: int | None) -> list[Any]:
         """Activities at positions ``start:stop`` in the current order, fully hydrated."""
         storage = self.get_timeline_storage()
