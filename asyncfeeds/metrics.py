@@ -346,9 +346,11 @@ class StatsdMetrics(Metrics):
     def __init__(
         self, host: str = "localhost", port: int = 8125, prefix: str | None = "asyncfeeds"
     ) -> None:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"StatsD port must be an int from 1 to 65535, got {port!r}")
         try:
             family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
-        except (OSError, UnicodeError) as exc:
+        except (OSError, UnicodeError, ValueError) as exc:
             raise ValueError(f"StatsD server {host}:{port} cannot be resolved: {exc}") from exc
         self.address = address
         self.prefix = f"{_safe(prefix)}." if prefix else ""
