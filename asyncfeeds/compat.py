@@ -102,6 +102,17 @@ class FeedNames(_Hints):
 
     _stream_framework_names = FEED_NAMES
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        key_format = cls.__dict__.get("key_format")
+        if isinstance(key_format, str) and "%(" in key_format:
+            # Left alone, every user would share the one key "feed:%(user_id)s".
+            raise TypeError(
+                f"{cls.__name__}.key_format {key_format!r} is Stream Framework's %-style; "
+                f"asyncfeeds formats keys with str.format: "
+                f"{key_format.replace('%(user_id)s', '{user_id}')!r}"
+            )
+
 
 class ManagerNames(_Hints):
     """Base of ``Manager``: Stream Framework's manager names raise with their replacement."""
