@@ -102,6 +102,13 @@ class FeedNames(_Hints):
 
     _stream_framework_names = FEED_NAMES
 
+    def __iter__(self) -> NoReturn:
+        """Stream Framework refused plain iteration too; here ``feed[i]`` is awaitable, so
+        Python's fallback iteration over it would never end."""
+        raise TypeError(
+            f"{type(self).__name__} is read with await: await feed[:25], or async for item in feed"
+        )
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         key_format = cls.__dict__.get("key_format")

@@ -377,6 +377,9 @@ async def test_replaced_names_raise_errors_naming_their_replacement(
     with pytest.raises(AttributeError, match="queue_names"):
         manager.priority_fanout_task  # noqa: B018
 
+    with pytest.raises(TypeError, match="await"):
+        list(feed)  # SF: iterating an unsliced feed raised TypeError as well
+
     # anything else is the usual AttributeError
     with pytest.raises(AttributeError, match="object has no attribute 'nope'"):
         feed.nope  # noqa: B018
