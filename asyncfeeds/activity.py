@@ -45,6 +45,11 @@ def _check_id(value: Any) -> int | str:
 
 
 ObjectId = Annotated[int | str, BeforeValidator(lambda v: _check_id(_reduce_to_id(v)))]
+VerbType = Annotated[
+    type[Verb],
+    BeforeValidator(resolve_verb),
+    PlainSerializer(lambda verb: verb.id, return_type=int),
+]
 
 
 class HasId(Protocol):
@@ -68,11 +73,6 @@ class _Required:
 
 
 _REQUIRED: Any = _Required()
-VerbType = Annotated[
-    type[Verb],
-    BeforeValidator(resolve_verb),
-    PlainSerializer(lambda verb: verb.id, return_type=int),
-]
 
 
 def _check_finite(value: Any) -> None:
