@@ -19,7 +19,7 @@ from .feeds.notification import NotificationFeed
 from .feeds.redis import RedisAggregatedFeed, RedisFeed, RedisNotificationFeed
 from .provision import setup
 from .types import Counts, Subscription
-from .verbs import Verb, get_verb_by_id, register_verb
+from .verbs import Verb, get_verb_by_id, register, register_verb
 
 __all__ = [
     "Activity",
@@ -53,6 +53,7 @@ __all__ = [
     "aclose",
     "configure",
     "get_verb_by_id",
+    "register",
     "register_verb",
     "setup",
 ]

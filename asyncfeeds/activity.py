@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Annotated, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol, Self
 
 from pydantic import (
     BaseModel,
@@ -52,6 +53,29 @@ VerbType = Annotated[
     BeforeValidator(resolve_verb),
     PlainSerializer(lambda verb: verb.id, return_type=int),
 ]
+
+
+class HasId(Protocol):
+    """Anything with an ``id`` (a Django model, a dataclass...), accepted in place of its id."""
+
+    @property
+    def id(self) -> int | str: ...
+
+
+IdLike = int | str | HasId
+"""What ``actor``, ``object`` and ``target`` accept: an id or an object with ``.id``."""
+VerbLike = type[Verb] | Verb | int | str
+"""What ``verb`` accepts: a registered verb class, its instance, its id or its infinitive."""
+
+
+class _Required:
+    """Marks a constructor argument not given, so pydantic reports it as a missing field."""
+
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+_REQUIRED: Any = _Required()
 
 
 def _check_json(value: Any, depth: int = 1) -> None:
@@ -128,6 +152,45 @@ class Activity(BaseModel):
     time: datetime = Field(default_factory=utcnow)
     extra_context: dict[str, JsonValue] = Field(default_factory=dict)
 
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            actor: IdLike,
+            verb: VerbLike,
+            object: IdLike,
+            target: IdLike | None = None,
+            time: datetime | None = None,
+            extra_context: Mapping[str, JsonValue] | None = None,
+            **fields: Any,
+        ) -> None: ...
+
+    else:
+
+        def __init__(
+            self,
+            actor=_REQUIRED,
+            verb=_REQUIRED,
+            object=_REQUIRED,
+            target=None,
+            time=None,
+            extra_context=None,
+            **fields,
+        ):
+            """Stream Framework's signature, positional or by keyword; ``time=None`` is now."""
+            for name, value in (("actor", actor), ("verb", verb), ("object", object)):
+                if value is not _REQUIRED:
+                    fields[name] = value
+            optional = (("target", target), ("time", time), ("extra_context", extra_context))
+            for name, value in optional:
+                if value is not None:
+                    fields[name] = value
+            super().__init__(**fields)
+
+        # model_validate, nested validation and model_construct bypass this __init__
+        # exactly as they bypass BaseModel's: validation stays pydantic's own.
+        __init__.__pydantic_base_init__ = True
+
     @field_validator("time")
     @classmethod
     def _time_to_utc(cls, value: datetime) -> datetime:
@@ -155,13 +218,28 @@ class Activity(BaseModel):
         """Alias of ``activity_id`` (the Stream Framework name)."""
         return self.activity_id
 
+    @property
+    def actor_id(self) -> int | str:
+        """Stream Framework's name for ``actor`` (always the id here)."""
+        return self.actor
+
+    @property
+    def object_id(self) -> int | str:
+        """Stream Framework's name for ``object`` (always the id here)."""
+        return self.object
+
+    @property
+    def target_id(self) -> int | str | None:
+        """Stream Framework's name for ``target`` (always the id here)."""
+        return self.target
+
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """A copy with ``update`` applied; its id is derived afresh from the new fields."""
         copied = super().model_copy(update=update, deep=deep)
         copied.__dict__.pop("activity_id", None)
         return copied
 
-    def __eq__(self, other: object) -> bool:
+    def __eq__(self, other: builtins.object) -> bool:
         if isinstance(other, Activity):
             return self.activity_id == other.activity_id
         return NotImplemented

@@ -58,8 +58,8 @@ class KeyFormat:
             raise TypeError(f"{owner}.key_format must be a str: {expected}")
         if "%(user_id)" in key_format:
             raise TypeError(
-                f"{owner}.key_format {key_format!r} uses Stream Framework's %(user_id)s; "
-                f"{expected}"
+                f"{owner}.key_format {key_format!r} is Stream Framework's %-style; asyncfeeds "
+                f"writes it {key_format.replace('%(user_id)s', PLACEHOLDER)!r}: {expected}"
             )
         if key_format.count(PLACEHOLDER) != 1:
             raise TypeError(f"{owner}.key_format {key_format!r}: {expected}")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Iterator, Mapping
+from typing import ClassVar, NoReturn
 
 _by_id: dict[int, type[Verb]] = {}
 _by_name: dict[str, type[Verb]] = {}
@@ -18,6 +19,11 @@ class Verb:
 
     def __str__(self) -> str:
         return self.infinitive
+
+    @classmethod
+    def serialize(cls) -> int:
+        """The verb's id, as stored (Stream Framework's name; works on the class too)."""
+        return cls.id
 
     def __repr__(self) -> str:
         return f"<Verb {self.infinitive} id={self.id}>"
@@ -35,7 +41,8 @@ def register_verb(verb: type[Verb]) -> type[Verb]:
     if not isinstance(verb.id, int) or isinstance(verb.id, bool) or verb.id <= 0:
         raise ValueError(f"verb {verb.__name__} needs a positive integer id, got {verb.id!r}")
     for shipped in {_by_id.get(verb.id), _by_name.get(verb.infinitive)} & _builtin - {verb}:
-        _unregister(shipped)
+        if shipped is not None:
+            _unregister(shipped)
     current = _by_id.get(verb.id)
     if current is not None and current is not verb:
         raise ValueError(
@@ -50,6 +57,10 @@ def register_verb(verb: type[Verb]) -> type[Verb]:
     _by_id[verb.id] = verb
     _by_name[verb.infinitive] = verb
     return verb
+
+
+register = register_verb
+"""Stream Framework's name for ``register_verb``."""
 
 
 def _unregister(verb: type[Verb]) -> None:
@@ -84,6 +95,27 @@ def get_verb_by_name(infinitive: str) -> type[Verb]:
         return _by_name[infinitive]
     except KeyError:
         raise KeyError(f"no verb is registered with infinitive {infinitive!r}") from None
+
+
+class _VerbStorage(Mapping[int, type[Verb]]):
+    """A read-only view of the registry by id; registering goes through ``register_verb``."""
+
+    def __getitem__(self, verb_id: int) -> type[Verb]:
+        return get_verb_by_id(verb_id)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(dict(_by_id))
+
+    def __len__(self) -> int:
+        return len(_by_id)
+
+    def __setitem__(self, verb_id: int, verb: type[Verb]) -> NoReturn:
+        raise TypeError("the verb registry is read-only here: call register_verb(verb)")
+
+
+def get_verb_storage() -> Mapping[int, type[Verb]]:
+    """Stream Framework's verb storage: the registered verbs by id, read-only."""
+    return _VerbStorage()
 
 
 def resolve_verb(value: object) -> type[Verb]:

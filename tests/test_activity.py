@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -264,6 +265,82 @@ def test_subclass_keeps_and_validates_extra_fields():
     with pytest.raises(ValidationError) as info:
         PinActivity(actor=1, verb=Pin, object=2, board_id="not a number")
     assert error_fields(info.value) == {"board_id"}
+
+
+# -- Stream Framework's positional form -------------------------------------------
+
+
+def test_positional_form_is_the_keyword_form():
+    context = {"item_id": 3}
+    positional = Activity(13, Pin, 1, 7, BASE_TIME, context)
+    keywords = Activity(actor=13, verb=Pin, object=1, target=7, time=BASE_TIME,
+                        extra_context=context)
+    assert positional.model_dump() == keywords.model_dump()
+    assert positional.activity_id == keywords.activity_id
+    mixed = Activity(User(13), "pin", User(1), User(7), time=BASE_TIME, extra_context=context)
+    assert mixed.model_dump() == keywords.model_dump()
+
+
+def test_none_time_is_now_and_none_extra_context_is_empty():
+    before = datetime.now(UTC)
+    a = Activity(13, Pin, 1, None, time=None, extra_context=None)
+    assert before <= a.time <= datetime.now(UTC)
+    assert (a.target, a.extra_context) == (None, {})
+
+
+def test_positional_values_are_validated_like_keywords():
+    with pytest.raises(ValidationError) as info:
+        Activity(13, "no-such-verb", 1)
+    assert error_fields(info.value) == {"verb"}
+    with pytest.raises(ValidationError) as info:
+        Activity(13, Pin)
+    assert error_fields(info.value) == {"object"}
+    with pytest.raises(TypeError, match="multiple values"):
+        Activity(13, Pin, 1, actor=14)  # type: ignore[misc]
+    with pytest.raises(TypeError, match="positional"):
+        Activity(13, Pin, 1, 7, BASE_TIME, {}, "one too many")  # type: ignore[misc]
+
+
+def test_the_signature_is_stream_frameworks():
+    names = list(inspect.signature(Activity).parameters)
+    assert names == ["actor", "verb", "object", "target", "time", "extra_context"]
+
+
+def test_actor_object_and_target_ids_are_read_only_aliases():
+    a = Activity(User(13), Pin, User("board-1"), time=BASE_TIME)
+    assert (a.actor_id, a.object_id, a.target_id) == (13, "board-1", None)
+    assert Activity(13, Pin, 1, 7).target_id == 7
+    for name in ("actor_id", "object_id", "target_id"):
+        with pytest.raises((AttributeError, ValidationError)):
+            setattr(a, name, 99)
+    assert "actor_id" not in a.model_dump()
+
+
+def test_subclasses_take_the_positional_form_and_their_fields_by_keyword():
+    class PinActivity(Activity):
+        board_id: int
+
+    a = PinActivity(13, Pin, 1, 7, time=BASE_TIME, board_id=9)
+    assert a == PinActivity(actor=13, verb=Pin, object=1, target=7, time=BASE_TIME, board_id=9)
+    assert (a.board_id, a.actor_id) == (9, 13)
+    with pytest.raises(ValidationError) as info:
+        PinActivity(13, Pin, 1)
+    assert error_fields(info.value) == {"board_id"}
+
+
+def test_validation_copy_and_construct_bypass_the_constructor():
+    a = Activity(13, Pin, 1, 7, BASE_TIME, {"item_id": 3})
+    assert Activity.model_validate(a.model_dump()) == a
+    assert Activity.model_validate_json(a.model_dump_json()) == a
+    with pytest.raises(ValidationError) as info:  # validation itself is unchanged
+        Activity.model_validate({"actor": 13, "verb": "pin", "object": 1, "time": None})
+    assert error_fields(info.value) == {"time"}
+    assert a.model_copy(update={"target": 8}).target_id == 8
+    assert Activity.model_construct(actor=1, verb=Pin, object=2).actor_id == 1
+    group = AggregatedActivity.model_validate({"group": "g", "activities": [a.model_dump()]})
+    assert group.activities == [a]
+    with pytest.raises(ValidationError):
+        a.actor = 14  # type: ignore[misc]
 
 
 # -- AggregatedActivity -----------------------------------------------------------

@@ -109,3 +109,18 @@ def test_an_application_verb_replaces_a_shipped_one_with_its_id():
         verbs._unregister(Cheer)
         verbs._shipped(love)
     assert get_verb_by_id(3) is love
+
+
+def test_stream_framework_names_of_the_registry():
+    import asyncfeeds
+    from asyncfeeds import verbs
+
+    assert asyncfeeds.register is register_verb and verbs.register is register_verb
+    assert verbs.register(Pin) is Pin
+    storage = verbs.get_verb_storage()
+    assert storage[5] is Pin and dict(storage)[6] is Like and len(storage) == len(dict(storage))
+    with pytest.raises(TypeError, match="register_verb"):
+        storage[99] = Pin  # type: ignore[index]
+    with pytest.raises(KeyError, match="99"):
+        storage[99]
+    assert Pin.serialize() == 5 and Pin().serialize() == 5

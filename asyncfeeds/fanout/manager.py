@@ -21,9 +21,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..activity import Activity, AggregatedActivity
+from ..compat import ManagerNames
 from ..exceptions import StorageUnavailableError
 from ..feeds.base import Feed
-from ..metrics import Metrics
+from ..metrics import Metrics, process_metrics
 from ..versions import call_version, current_version, next_version
 from . import clock, jobs
 from .jobs import FanoutJob
@@ -40,7 +41,7 @@ class FanoutPriority(StrEnum):
     LOW = "low"
 
 
-class Manager:
+class Manager(ManagerNames):
     """Fans activities out to followers' feeds; subclasses implement ``get_user_follower_ids``."""
 
     feed_classes: ClassVar[Mapping[str, type[Feed]]] = {}
@@ -63,7 +64,7 @@ class Manager:
     """How many jobs are handed to Redis at once."""
     queue_url: ClassVar[str | None] = None
     """Redis URL of the arq queue for workers; None falls back to ``ASYNCFEEDS_QUEUE_URL``."""
-    metrics: Metrics = Metrics()
+    metrics: Metrics = process_metrics
 
     def __init__(
         self,

@@ -21,7 +21,9 @@ from typing import Any, ClassVar
 
 from ..activity import Activity, AggregatedActivity, epoch_micros
 from ..aggregators import BaseAggregator, RecentVerbAggregator
+from ..compat import reject_current_activities
 from ..exceptions import ConcurrentUpdateError
+from ..metrics import metered_read, metered_write
 from ..serializers import AggregatedSerializer
 from ..storage.base import GroupQuery, GroupSnapshot, GroupStorage, GroupWrite, IndexEntry
 from ..versions import current_version, next_version
@@ -103,12 +105,18 @@ class AggregatedFeed(Feed):
     # -- the optimistic read-plan-commit loop, for many feeds at once ------------------
     @classmethod
     async def _change(
-        cls, keys: Sequence[str], query: GroupQuery, plan_factory: PlanFactory
+        cls,
+        keys: Sequence[str],
+        query: GroupQuery,
+        plan_factory: PlanFactory,
+        *,
+        trim: bool = True,
     ) -> dict[str, Any]:
         """Apply a plan to each feed, retrying the feeds where a writer got in first.
 
         ``plan_factory`` runs once per attempt, so a plan may read fresh data
-        (say the newest stored copy of an activity) before each try.
+        (say the newest stored copy of an activity) before each try. ``trim=False``
+        keeps groups beyond ``max_length`` (the next trimming write drops them).
         """
         storage = cls.get_group_storage()
         serializer = cls.get_aggregated_serializer()
@@ -123,7 +131,7 @@ class AggregatedFeed(Feed):
                 change = plan(_decode(serializer, snapshot), dict(snapshot.index))
                 planned[key] = change.result
                 if change.writes:
-                    writes.append(cls._write(key, snapshot, change))
+                    writes.append(cls._write(key, snapshot, change, trim))
                 else:
                     results[key] = change.result
             committed = await storage.commit_many(writes, cls.tracks_markers) if writes else []
@@ -142,14 +150,16 @@ class AggregatedFeed(Feed):
         )
 
     @classmethod
-    def _write(cls, key: str, snapshot: GroupSnapshot, change: Change) -> GroupWrite:
+    def _write(
+        cls, key: str, snapshot: GroupSnapshot, change: Change, trim: bool
+    ) -> GroupWrite:
         serializer = cls.get_aggregated_serializer()
         return GroupWrite(
             key=key,
             version=snapshot.version,
             upserts=[(g.aggregated_id, _score(g), serializer.dumps(g)) for g in change.upserts],
             removals=change.removals,
-            max_length=cls.max_length,
+            max_length=cls.max_length if trim else None,
             unseen=change.unseen,
             index=change.index,
         )
@@ -358,11 +368,17 @@ class AggregatedFeed(Feed):
         return await self.add_many([activity])
 
     async def add_many(  # type: ignore[override]
-        self, activities: Iterable[Activity], *, trim: bool = True
+        self,
+        activities: Iterable[Activity],
+        *,
+        trim: bool = True,
+        current_activities: None = None,
     ) -> list[AggregatedActivity]:
         """Merge activities into groups; one flat list of the new and changed groups."""
+        reject_current_activities(current_activities)
         return await self.add_versioned(activities, next_version(), trim=trim)
 
+    @metered_write("add")
     async def add_versioned(  # type: ignore[override]
         self, activities: Iterable[Activity], version: int, *, trim: bool = True
     ) -> list[AggregatedActivity]:
@@ -372,9 +388,12 @@ class AggregatedFeed(Feed):
             return []
         self.serialize(checked)
         plan = self._plan_add(checked, version)
-        results = await self._change([self.key], self._add_query(checked), _fixed(plan))
+        results = await self._change(
+            [self.key], self._add_query(checked), _fixed(plan), trim=trim
+        )
         return results[self.key]  # type: ignore[no-any-return]
 
+    @metered_write("remove")
     async def remove_versioned(self, activities: Iterable[Activity | str], version: int) -> int:
         """Take activities out of their groups, deleting emptied groups; how many were held."""
         ids = self.activity_ids(activities)
@@ -439,6 +458,7 @@ class AggregatedFeed(Feed):
         for group in await self.get_slice(0, None):
             yield group
 
+    @metered_read("slice")
     async def get_slice(self, start: int, stop: int | None) -> list[Any]:
         """Groups at positions ``start:stop``, ranked by the aggregator."""
         rows = await self.get_group_storage().get_slice(self.key, start, stop)

@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from typing import Any, ClassVar, NoReturn
 
 from ..activity import Activity
+from ..compat import FeedNames
 from ..keys import KeyFormat
+from ..metrics import Metrics, metered_read, metered_write, process_metrics
 from ..serializers import ActivitySerializer
 from ..storage.base import ActivityStorage, Bounds, TimelineStorage
 from ..versions import current_version, next_version
@@ -27,13 +29,14 @@ _PAGE = 100
 """Activities read per round trip when a feed is walked with ``async for``."""
 
 
-class Feed:
+class Feed(FeedNames):
     """One user's timeline: ``await feed.add(a)``, ``await feed[:25]``."""
 
     key_format: ClassVar[str] = "feed:{user_id}"
     max_length: ClassVar[int] = 100
     activity_class: ClassVar[type[Activity]] = Activity
     activity_key_prefix: ClassVar[str] = "activity"
+    metrics: ClassVar[Metrics] = process_metrics
     max_activity_bytes: ClassVar[int] = 1024 * 1024
     """The largest serialised activity this feed stores; larger ones raise ``ValueError``."""
     holds_copies: ClassVar[bool] = False
@@ -251,6 +254,7 @@ class Feed:
         """Add activities (storing their data too); how many were new."""
         return await self.add_versioned(activities, next_version(), trim=trim)
 
+    @metered_write("add")
     async def add_versioned(
         self, activities: Iterable[Activity], version: int, *, trim: bool = True
     ) -> int:
@@ -275,6 +279,7 @@ class Feed:
         """Remove activities (or ids); how many were there."""
         return await self.remove_versioned(activities, next_version())
 
+    @metered_write("remove")
     async def remove_versioned(self, activities: Iterable[Activity | str], version: int) -> int:
         """``remove_many`` as part of a manager call: applied only where nothing newer was."""
         ids = self.activity_ids(activities)
@@ -372,6 +377,7 @@ class Feed:
             raise IndexError(f"{self!r} has no item at index {index}")
         return items[0]
 
+    @metered_read("slice")
     async def get_slice(self, start: int, stop: int | None) -> list[Any]:
         """Activities at positions ``start:stop`` in the current order, fully hydrated."""
         rows = await self.get_timeline_storage().get_slice(

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from ..activity import AggregatedActivity, NotificationActivity
 from ..aggregators import BaseAggregator, NotificationAggregator
+from ..metrics import metered_read
 from ..types import Subscription
 from .aggregated import AggregatedFeed
 
@@ -20,6 +21,7 @@ class NotificationFeed(AggregatedFeed):
     key_format: ClassVar[str] = "notification:{user_id}"
     tracks_markers: ClassVar[bool] = True
 
+    @metered_read("slice")
     async def get_slice(self, start: int, stop: int | None) -> list[Any]:
         """Groups at positions ``start:stop`` with ``is_seen`` and ``is_read`` filled in."""
         groups: list[NotificationActivity] = await super().get_slice(start, stop)
