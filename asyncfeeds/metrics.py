@@ -39,6 +39,29 @@ class Metrics:
     def on_job_retry(self, feed_class: type[Any], operation: str, attempt: int) -> None:
         """A fanout job failed on try ``attempt`` and will be retried."""
 
+    def on_job_dead(self, feed_class: type[Any], operation: str, tries: int) -> None:
+        """A fanout job failed its last of ``tries`` tries and was kept as a dead letter."""
+
+    def on_job_refused(self, priority: str, reason: str) -> None:
+        """A worker refused a job without running it (and kept it as a dead letter).
+
+        ``reason`` is ``"foreign_manager"`` (the payload names another manager's
+        import path) or ``"bad_payload"`` (it cannot be decoded for this manager).
+        """
+
+    def on_queue_status(
+        self,
+        priority: str,
+        *,
+        queued: int,
+        in_progress: int,
+        retrying: int,
+        dead: int,
+        oldest_age: float,
+    ) -> None:
+        """Gauges of one priority queue: jobs waiting for their first try, running, waiting
+        for another try, dead letters, and the age in seconds of the oldest job due."""
+
 
 class PrometheusMetrics(Metrics):
     """Counts and times the hooks with prometheus-client, under ``<namespace>_...`` names."""
@@ -80,6 +103,22 @@ class PrometheusMetrics(Metrics):
         self.job_retries = prometheus.Counter(
             "fanout_job_retries", "Fanout jobs that failed and will be retried", labels, **options
         )
+        self.jobs_dead = prometheus.Counter(
+            "fanout_jobs_dead", "Fanout jobs kept as dead letters after their last try",
+            labels, **options,
+        )
+        self.jobs_refused = prometheus.Counter(
+            "fanout_jobs_refused", "Fanout jobs a worker refused to run", ("priority", "reason"),
+            **options,
+        )
+        self.queue_jobs = prometheus.Gauge(
+            "fanout_queue_jobs", "Fanout jobs by queue and state (queued, in_progress, "
+            "retrying, dead)", ("priority", "state"), **options,
+        )
+        self.queue_oldest = prometheus.Gauge(
+            "fanout_queue_oldest_job_seconds", "Age of the oldest fanout job due on the queue",
+            ("priority",), **options,
+        )
 
     def on_activity_published(self, count: int = 1) -> None:
         self.published.inc(count)
@@ -108,6 +147,28 @@ class PrometheusMetrics(Metrics):
 
     def on_job_retry(self, feed_class: type[Any], operation: str, attempt: int) -> None:
         self.job_retries.labels(feed_class.__name__, operation).inc()
+
+    def on_job_dead(self, feed_class: type[Any], operation: str, tries: int) -> None:
+        self.jobs_dead.labels(feed_class.__name__, operation).inc()
+
+    def on_job_refused(self, priority: str, reason: str) -> None:
+        self.jobs_refused.labels(priority, reason).inc()
+
+    def on_queue_status(
+        self,
+        priority: str,
+        *,
+        queued: int,
+        in_progress: int,
+        retrying: int,
+        dead: int,
+        oldest_age: float,
+    ) -> None:
+        states = {"queued": queued, "in_progress": in_progress, "retrying": retrying,
+                  "dead": dead}
+        for state, value in states.items():
+            self.queue_jobs.labels(priority, state).set(value)
+        self.queue_oldest.labels(priority).set(oldest_age)
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> None:
         """Expose the metrics over HTTP for Prometheus to scrape (one port per process)."""

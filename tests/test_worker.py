@@ -1,4 +1,5 @@
-"""Fanout workers: settings, import paths, SIGKILL and SIGTERM in real processes."""
+"""Fanout workers: settings, foreign jobs, dead letters, redelivery, queue status,
+SIGKILL and SIGTERM, in real worker processes on real Redis."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import fanout_app
 import pytest
@@ -24,13 +26,15 @@ from fanout_app import (
     GracefulManager,
     KilledManager,
 )
-from fanout_testing import app_queue, drain, holders
+from fanout_testing import app_queue, drain, holders, start_cli_worker
 
 import asyncfeeds
 import asyncfeeds.fanout
 from asyncfeeds import FanoutPriority, StorageUnavailableError
-from asyncfeeds.fanout import jobs
+from asyncfeeds.fanout import deadletters, jobs
+from asyncfeeds.fanout.jobs import FanoutJob
 from asyncfeeds.fanout.worker import run_worker, worker_settings
+from asyncfeeds.metrics import Metrics
 from asyncfeeds.worker import create_worker
 
 HIGH = FanoutPriority.HIGH
@@ -79,6 +83,10 @@ async def test_worker_settings_keep_jobs_plain_and_results_unkept() -> None:
     assert worker.job_serializer is jobs.dumps and worker.job_deserializer is jobs.loads
     assert worker.keep_result_s == 0 and not worker.keep_result_forever
     assert worker.max_tries == AppManager.max_tries
+    # arq allows a few more tries than the manager: the job function itself keeps a job
+    # whose last try was cut short as a dead letter.
+    assert worker.functions[jobs.JOB_FUNCTION].max_tries > AppManager.max_tries
+    assert worker.in_progress_timeout_s == AppManager.job_lease
     assert worker.ctx["asyncfeeds_manager"] is manager
     with pytest.raises(ValueError, match="high"):
         create_worker(manager, "urgent")
@@ -109,14 +117,63 @@ def test_a_worker_without_its_redis_fails_with_a_clear_error() -> None:
         run_worker("fanout_app:UnreachableManager", "high")
 
 
-async def test_a_worker_runs_jobs_of_any_manager_it_can_import(queue: ArqRedis) -> None:
-    followers = list(range(1200, 1260))
-    publisher = GracefulManager(queue, followers={13: {HIGH: followers}})
-    activity = make_activity(30, actor=13)
-    await publisher.add_user_activity(13, activity)
-    await drain(AppManager(queue))  # finds fanout_app:GracefulManager by its import path
-    assert await holders(AppFeed, followers, activity) == len(followers)
-    assert await holders(AppAggregatedFeed, followers, activity) == len(followers)
+class Refusals(Metrics):
+    def __init__(self) -> None:
+        self.refused: list[tuple[str, str]] = []
+
+    def on_job_refused(self, priority: str, reason: str) -> None:
+        self.refused.append((priority, reason))
+
+
+async def enqueue_foreign_job(pool: ArqRedis, manager_path: str, priority: Any = HIGH) -> str:
+    """A well-formed job of ``AppManager``'s queue whose payload names ``manager_path``."""
+    job = FanoutJob(manager_path, "flat", "add", [1, 2], [make_activity(40, actor=1)])
+    payload = jobs.encode(job, AppFeed)
+    queued = await pool.enqueue_job(jobs.JOB_FUNCTION, payload, _job_id=job.job_id,
+                                    _queue_name=AppManager.queue_names[priority])
+    assert queued is not None
+    return job.job_id
+
+
+async def dead_letters(pool: ArqRedis) -> list[deadletters.DeadJob]:
+    return [d async for d in deadletters.dead_jobs(pool, AppManager.dead_letter_key)]
+
+
+async def test_a_job_naming_another_manager_is_refused_counted_and_kept_unimported(
+    queue: ArqRedis, tmp_path: Path
+) -> None:
+    marker = tmp_path / "imported"
+    os.environ["IMPORT_RECORDER_FILE"] = str(marker)
+    try:
+        job_id = await enqueue_foreign_job(queue, "import_recorder:manager")
+        metrics = Refusals()
+        worker = await drain(AppManager(queue, metrics=metrics))
+    finally:
+        del os.environ["IMPORT_RECORDER_FILE"]
+    assert "import_recorder" not in sys.modules and not marker.exists()
+    assert metrics.refused == [("high", "foreign_manager")]
+    assert worker.ctx["asyncfeeds_stats"].refused == 1
+    (dead,) = await dead_letters(queue)
+    assert dead.job_id == job_id and dead.manager == "import_recorder:manager"
+    assert dead.payload["manager"] == "import_recorder:manager" and dead.payload["users"] == [1, 2]
+    assert dead.error.startswith("refused: the job names manager 'import_recorder:manager'")
+    assert await holders(AppFeed, [1, 2], make_activity(40, actor=1)) == 0
+
+
+async def test_a_worker_process_never_imports_what_a_payload_names(
+    queue: ArqRedis, tmp_path: Path
+) -> None:
+    marker, log = tmp_path / "imported", tmp_path / "worker.log"
+    await enqueue_foreign_job(queue, "import_recorder:manager")
+    worker = start_cli_worker("AppManager", log, "high", "--burst",
+                              IMPORT_RECORDER_FILE=str(marker))
+    returncode = await asyncio.to_thread(worker.wait, 60)
+    output = log.read_text()
+    assert returncode == 0, output
+    assert not marker.exists(), "the worker imported the module a job named"
+    assert "refused: the job names manager 'import_recorder:manager'" in output
+    assert "0 jobs done, 0 retried, 0 dead, 1 refused" in output
+    assert len(await dead_letters(queue)) == 1
 
 
 async def test_worker_killed_mid_chunk_then_replaced_writes_every_feed_once(
