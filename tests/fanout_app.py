@@ -27,6 +27,7 @@ VERBS = (Pin, Like)  # importing them registers the test verbs in worker process
 
 RUN = os.environ.setdefault("FANOUT_APP_RUN", uuid.uuid4().hex[:10])
 REDIS_URL = os.environ.get("ASYNCFEEDS_TEST_REDIS_URL", "redis://127.0.0.1:6390/0")
+QUEUE_URL = os.environ.get("FANOUT_APP_QUEUE_URL", REDIS_URL)
 SERVER = "fanout_app"
 PREFIX = f"fa{RUN}"
 STALLED_KEY = f"{PREFIX}:stalled"
@@ -72,7 +73,7 @@ class AppManager(Manager):
         FanoutPriority.HIGH: f"{PREFIX}:fanout:high",
         FanoutPriority.LOW: f"{PREFIX}:fanout:low",
     }
-    queue_url = REDIS_URL
+    queue_url = QUEUE_URL
     dead_letter_key = f"{PREFIX}:fanout:dead"
     retry_delay = 0.05
     job_timeout = 10

@@ -109,3 +109,11 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 60) -> int:
             process.kill()
             process.wait()
     return process.returncode
+
+
+async def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``asyncfeeds <args>`` with ``fanout_app`` importable; the finished process."""
+    return await asyncio.to_thread(
+        subprocess.run, [str(SCRIPT), *args], env=app_env(**env), cwd=TESTS,
+        capture_output=True, text=True, timeout=120,
+    )
