@@ -285,7 +285,12 @@ def load_manager(path: str) -> Manager:
     except ImportPathError as error:
         raise ImportPathError(f"cannot import manager {path!r}: {error}") from None
     if isinstance(target, type) and issubclass(target, Manager):
-        target = target()
+        try:
+            target = target()
+        except Exception as error:
+            raise ImportPathError(
+                f"cannot instantiate manager {path!r}: {type(error).__name__}: {error}"
+            ) from error
     if not isinstance(target, Manager):
         raise ImportPathError(f"{path!r} is not an asyncfeeds Manager")
     return target
