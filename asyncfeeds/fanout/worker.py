@@ -181,7 +181,7 @@ async def _run(
     """arq's loop, started again after each Redis outage until the worker is stopped."""
     while True:
         try:
-            await worker.async_run()
+            await _run_until_stopped(worker, stopping)
             return
         except asyncio.CancelledError:
             current = asyncio.current_task()
@@ -198,6 +198,24 @@ async def _run(
             )
             if not await _reconnect(worker, pool, stopping, where):
                 return
+
+
+async def _run_until_stopped(worker: Worker, stopping: asyncio.Event) -> None:
+    """arq's loop; once a stop is asked, cancel it again until it ends (redis-py on
+    Python 3.11 can swallow a cancellation that lands while a command is sent)."""
+    run = asyncio.ensure_future(worker.async_run())
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({run, stop}, return_when=asyncio.FIRST_COMPLETED)
+        while not run.done():
+            if worker.main_task is not None:
+                worker.main_task.cancel()
+            await asyncio.wait({run}, timeout=0.5)
+    finally:
+        stop.cancel()
+        if not run.done():  # this task itself is being cancelled
+            run.cancel()
+    await run
 
 
 async def _reconnect(worker: Worker, pool: Any, stopping: asyncio.Event, where: str) -> bool:
