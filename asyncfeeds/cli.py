@@ -47,7 +47,10 @@ class ManagerPath(ImportPath):
         return str(value)
 
 
-def _path_option(name: str, kind: ImportPath, required: bool, help_text: str) -> Any:
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _path_option(name: str, kind: ImportPath, required: bool, help_text: str) -> Decorator:
     return click.option(name, f"{name.strip('-')}_path", type=kind, required=required,
                         help=help_text)
 
@@ -57,7 +60,7 @@ MANAGER = _path_option("--manager", ManagerPath(), True,
 CONFIG = _path_option("--config", ImportPath(), False,
                       "Import path of your configuration function (sync or async), such as "
                       "myapp.settings:configure_feeds; it runs before anything else.")
-VERBOSE = click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
+VERBOSE: Decorator = click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

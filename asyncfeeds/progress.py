@@ -6,6 +6,7 @@ tqdm is optional (``pip install 'asyncfeeds[progress]'``); both bars take
 
 from __future__ import annotations
 
+import importlib
 import time
 from types import TracebackType
 from typing import Any, Protocol, TextIO
@@ -60,7 +61,7 @@ class ProgressBar:
     def __init__(self, total: int, desc: str, unit: str = "", file: TextIO | None = None) -> None:
         self.bar: Bar
         try:
-            from tqdm import tqdm
+            tqdm = importlib.import_module("tqdm").tqdm
         except ImportError:
             self.bar = TextBar(total, desc, unit, file)
         else:
