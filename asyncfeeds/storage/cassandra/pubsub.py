@@ -23,7 +23,7 @@ from ...exceptions import StorageUnavailableError
 from ..base import Counts
 from ..redis import get_server
 
-logger = logging.getLogger("asyncfeeds")
+logger = logging.getLogger(__name__)
 
 _ORIGIN = uuid.uuid4().hex
 """Marks this process's messages, which its subscribers already got directly."""
