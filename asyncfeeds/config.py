@@ -76,7 +76,10 @@ def cassandra_options(name: str) -> dict[str, Any]:
     if hosts:
         options["hosts"] = [h.strip() for h in hosts.split(",") if h.strip()]
     if os.environ.get("ASYNCFEEDS_CASSANDRA_PORT"):
-        options["port"] = int(os.environ["ASYNCFEEDS_CASSANDRA_PORT"])
+        port = os.environ["ASYNCFEEDS_CASSANDRA_PORT"]
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"ASYNCFEEDS_CASSANDRA_PORT must be a port number, got {port!r}")
+        options["port"] = int(port)
     if os.environ.get("ASYNCFEEDS_CASSANDRA_KEYSPACE"):
         options["keyspace"] = os.environ["ASYNCFEEDS_CASSANDRA_KEYSPACE"]
     options.update(_cassandra.get(name, {}))

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
-from tqdm import tqdm
-
 import asyncfeeds
 
 from .activity import Activity, AggregatedActivity, NotificationActivity, utcnow
-from .fanout.manager import FanoutPriority, Manager
+from .fanout.manager import FanoutPriority, Manager, Progress
+from .progress import ProgressBar
 from .verbs import Follow, Verb, register_verb
 
 BACKENDS = ("memory", "redis", "cassandra")
@@ -224,12 +223,11 @@ def feed_classes(backend: str) -> DemoFeeds:
 
 # -- fanout ------------------------------------------------------------------------------
 class DemoManager(Manager):
-    """Fans pins out to followers (eagerly) and moves the progress bar chunk by chunk."""
+    """Fans pins out to followers (eagerly)."""
 
-    def __init__(self, world: World, bar: tqdm) -> None:
+    def __init__(self, world: World) -> None:
         super().__init__()
         self.world = world
-        self.bar = bar
 
     async def get_user_follower_ids(self, user_id: Any) -> dict[FanoutPriority, list[int]]:
         """The first half of the followers (say, the recently active) go first."""
@@ -237,15 +235,8 @@ class DemoManager(Manager):
         half = len(ids) // 2
         return {FanoutPriority.HIGH: ids[:half], FanoutPriority.LOW: ids[half:]}
 
-    async def fanout(
-        self, feed_class: type[Any], user_ids: Sequence[Any], operation: str, activities: Any
-    ) -> int:
-        written = await super().fanout(feed_class, user_ids, operation, activities)
-        self.bar.update(len(user_ids))
-        return written
 
-
-def build_manager(feeds: DemoFeeds, world: World, bar: tqdm, chunk_size: int) -> DemoManager:
+def build_manager(feeds: DemoFeeds, world: World, chunk_size: int) -> DemoManager:
     """An eager ``DemoManager`` writing to ``feeds``."""
     manager_class = type(
         "DemoManager",
@@ -257,14 +248,15 @@ def build_manager(feeds: DemoFeeds, world: World, bar: tqdm, chunk_size: int) ->
             "fanout_chunk_size": chunk_size,
         },
     )
-    return manager_class(world, bar)
+    return manager_class(world)
 
 
-async def publish(world: World, feeds: DemoFeeds, chunk_size: int, bar: tqdm) -> None:
-    """Publish every pin through the manager: stored once, its author's feed, then fanout."""
-    manager = build_manager(feeds, world, bar, chunk_size)
+async def publish(world: World, feeds: DemoFeeds, chunk_size: int, progress: Progress) -> None:
+    """Publish every pin through the manager: stored once, its author's feed, then fanout;
+    ``progress`` is told of every chunk of follower feeds written."""
+    manager = build_manager(feeds, world, chunk_size)
     for pin in world.pins:
-        await manager.add_user_activity(pin.actor, pin)
+        await manager.add_user_activity(pin.actor, pin, progress=progress)
 
 
 async def notify(world: World, feeds: DemoFeeds) -> None:
@@ -417,16 +409,8 @@ async def run_demo(
         )
         out.flush()
         total = sum(len(world.followers(p.actor)) for p in world.pins) * 2
-        with tqdm(
-            total=total,
-            desc="fanout",
-            unit=" feeds",
-            file=progress,
-            disable=progress is None,
-            leave=True,
-            dynamic_ncols=True,
-        ) as bar:
-            await publish(world, feeds, chunk_size, bar)
+        with ProgressBar(total, desc="fanout", unit=" feeds", file=progress) as bar:
+            await publish(world, feeds, chunk_size, bar.update)
         await notify(world, feeds)
         await show_feeds(world, feeds, out)
     finally:

@@ -61,6 +61,29 @@ class Metrics:
     def on_job_retry(self, feed_class: type[Any], operation: str, attempt: int) -> None:
         """A fanout job failed on try ``attempt`` and will be retried."""
 
+    def on_job_dead(self, feed_class: type[Any], operation: str, tries: int) -> None:
+        """A fanout job failed its last of ``tries`` tries and was kept as a dead letter."""
+
+    def on_job_refused(self, priority: str, reason: str) -> None:
+        """A worker refused a job without running it (and kept it as a dead letter).
+
+        ``reason`` is ``"foreign_manager"`` (the payload names another manager's
+        import path) or ``"bad_payload"`` (it cannot be decoded for this manager).
+        """
+
+    def on_queue_status(
+        self,
+        priority: str,
+        *,
+        queued: int,
+        in_progress: int,
+        retrying: int,
+        dead: int,
+        oldest_age: float,
+    ) -> None:
+        """Gauges of one priority queue: jobs waiting for their first try, running, waiting
+        for another try, dead letters, and the age in seconds of the oldest job due."""
+
 
 # -- the process-wide metrics ----------------------------------------------------------
 
@@ -122,6 +145,31 @@ class ProcessMetrics(Metrics):
 
     def on_job_retry(self, feed_class: type[Any], operation: str, attempt: int) -> None:
         _installed.on_job_retry(feed_class, operation, attempt)
+
+    def on_job_dead(self, feed_class: type[Any], operation: str, tries: int) -> None:
+        _installed.on_job_dead(feed_class, operation, tries)
+
+    def on_job_refused(self, priority: str, reason: str) -> None:
+        _installed.on_job_refused(priority, reason)
+
+    def on_queue_status(
+        self,
+        priority: str,
+        *,
+        queued: int,
+        in_progress: int,
+        retrying: int,
+        dead: int,
+        oldest_age: float,
+    ) -> None:
+        _installed.on_queue_status(
+            priority,
+            queued=queued,
+            in_progress=in_progress,
+            retrying=retrying,
+            dead=dead,
+            oldest_age=oldest_age,
+        )
 
 
 process_metrics = ProcessMetrics()
@@ -264,6 +312,26 @@ class PrometheusMetrics(Metrics):
         self.job_retries = counter(
             "fanout_job_retries", "Fanout jobs that failed and will be retried", labels
         )
+        self.jobs_dead = counter(
+            "fanout_jobs_dead", "Fanout jobs kept as dead letters after their last try", labels
+        )
+        self.jobs_refused = counter(
+            "fanout_jobs_refused", "Fanout jobs a worker refused to run", ("priority", "reason")
+        )
+
+        def gauge(name: str, doc: str, labels: tuple[str, ...]) -> Any:
+            return prometheus.Gauge(name, doc, labels, namespace=namespace, registry=self.registry)
+
+        self.queue_jobs = gauge(
+            "fanout_queue_jobs",
+            "Fanout jobs by queue and state (queued, in_progress, retrying, dead)",
+            ("priority", "state"),
+        )
+        self.queue_oldest = gauge(
+            "fanout_queue_oldest_job_seconds",
+            "Age of the oldest fanout job due on the queue",
+            ("priority",),
+        )
 
     def on_feed_read(
         self, feed_class: type[Any], operation: str, count: int, duration: float
@@ -304,6 +372,28 @@ class PrometheusMetrics(Metrics):
 
     def on_job_retry(self, feed_class: type[Any], operation: str, attempt: int) -> None:
         self.job_retries.labels(feed_class.__name__, operation).inc()
+
+    def on_job_dead(self, feed_class: type[Any], operation: str, tries: int) -> None:
+        self.jobs_dead.labels(feed_class.__name__, operation).inc()
+
+    def on_job_refused(self, priority: str, reason: str) -> None:
+        self.jobs_refused.labels(priority, reason).inc()
+
+    def on_queue_status(
+        self,
+        priority: str,
+        *,
+        queued: int,
+        in_progress: int,
+        retrying: int,
+        dead: int,
+        oldest_age: float,
+    ) -> None:
+        states = {"queued": queued, "in_progress": in_progress, "retrying": retrying,
+                  "dead": dead}
+        for state, value in states.items():
+            self.queue_jobs.labels(priority, state).set(value)
+        self.queue_oldest.labels(priority).set(oldest_age)
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> None:
         """Expose the metrics over HTTP for Prometheus to scrape (one port per process)."""
@@ -414,6 +504,30 @@ class StatsdMetrics(Metrics):
 
     def on_job_retry(self, feed_class: type[Any], operation: str, attempt: int) -> None:
         self.send(_count(f"{_safe(feed_class.__name__)}.fanout.{_safe(operation)}.retries", 1))
+
+    def on_job_dead(self, feed_class: type[Any], operation: str, tries: int) -> None:
+        self.send(_count(f"{_safe(feed_class.__name__)}.fanout.{_safe(operation)}.dead", 1))
+
+    def on_job_refused(self, priority: str, reason: str) -> None:
+        self.send(_count(f"fanout.jobs.{_safe(priority)}.refused.{_safe(reason)}", 1))
+
+    def on_queue_status(
+        self,
+        priority: str,
+        *,
+        queued: int,
+        in_progress: int,
+        retrying: int,
+        dead: int,
+        oldest_age: float,
+    ) -> None:
+        name = f"fanout.queue.{_safe(priority)}"
+        states = {"queued": queued, "in_progress": in_progress, "retrying": retrying,
+                  "dead": dead}
+        self.send(
+            *(f"{name}.{state}:{value}|g" for state, value in states.items()),
+            f"{name}.oldest_age:{oldest_age:.3f}|g",
+        )
 
 
 __all__ = [

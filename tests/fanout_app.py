@@ -5,7 +5,8 @@ the same ``FANOUT_APP_RUN`` as the test process, so both sides use the same
 Redis keys and queues, which no other test run shares.
 ``FANOUT_APP_STALL=1`` (set only in a subprocess) makes the stalling managers
 write half of each flat chunk and then stall, so a test can kill or stop the
-worker with a chunk in hand.
+worker with a chunk in hand. While ``FLAKY_KEY`` exists, every chunk of the
+flaky managers fails.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ VERBS = (Pin, Like)  # importing them registers the test verbs in worker process
 
 RUN = os.environ.setdefault("FANOUT_APP_RUN", uuid.uuid4().hex[:10])
 REDIS_URL = os.environ.get("ASYNCFEEDS_TEST_REDIS_URL", "redis://127.0.0.1:6390/0")
+QUEUE_URL = os.environ.get("FANOUT_APP_QUEUE_URL", REDIS_URL)
 SERVER = "fanout_app"
 PREFIX = f"fa{RUN}"
 STALLED_KEY = f"{PREFIX}:stalled"
 RELEASE_KEY = f"{PREFIX}:release"
+FLAKY_KEY = f"{PREFIX}:flaky"
 
 
 def configure() -> None:
@@ -70,7 +73,8 @@ class AppManager(Manager):
         FanoutPriority.HIGH: f"{PREFIX}:fanout:high",
         FanoutPriority.LOW: f"{PREFIX}:fanout:low",
     }
-    queue_url = REDIS_URL
+    queue_url = QUEUE_URL
+    dead_letter_key = f"{PREFIX}:fanout:dead"
     retry_delay = 0.05
     job_timeout = 10
 
@@ -128,3 +132,45 @@ class GracefulManager(_StallingMixin, AppManager):
 
     async def stall(self, client: Any) -> None:
         await client.blpop([RELEASE_KEY], timeout=60)
+
+
+class DefaultStallingManager(_StallingMixin, AppManager):
+    """The library's default timeouts, lease and retries; with ``FANOUT_APP_STALL=1`` it
+    stalls for good on flat chunks, so a test can kill its worker mid-job."""
+
+    job_timeout = Manager.job_timeout
+    job_lease = Manager.job_lease
+    retry_delay = Manager.retry_delay
+    max_tries = Manager.max_tries
+
+    async def stall(self, client: Any) -> None:
+        await asyncio.sleep(3600)
+
+
+class FlakyManager(AppManager):
+    """Every chunk fails while ``FLAKY_KEY`` exists on the test Redis."""
+
+    async def fanout(
+        self, feed_class: type[Any], user_ids: Sequence[Any], operation: str,
+        activities: Sequence[Any],
+    ) -> int:
+        client = redis_asyncio.from_url(REDIS_URL)
+        try:
+            flaky = await client.exists(FLAKY_KEY)
+        finally:
+            await client.aclose()
+        if flaky:
+            raise ConnectionError(f"injected failure: {FLAKY_KEY} is set")
+        return await super().fanout(feed_class, user_ids, operation, activities)
+
+
+class SlowRetryFlakyManager(FlakyManager):
+    """Waits a minute before another try, so a failed job is seen waiting for it."""
+
+    retry_delay = 60
+
+
+class OneTryFlakyManager(FlakyManager):
+    """Gives up after the first failure."""
+
+    max_tries = 1

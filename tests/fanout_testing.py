@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import fanout_app
@@ -29,7 +33,8 @@ async def app_queue() -> AsyncIterator[ArqRedis]:
         await drop_queues(pool)
         for feed_class in (AppFeed, AppAggregatedFeed, AppUserFeed):
             await feed_class.flush()
-        await pool.delete(fanout_app.STALLED_KEY, fanout_app.RELEASE_KEY)
+        await pool.delete(fanout_app.STALLED_KEY, fanout_app.RELEASE_KEY, fanout_app.FLAKY_KEY,
+                          AppManager.dead_letter_key)
         await pool.aclose()
         await asyncfeeds.aclose()
 
@@ -64,3 +69,49 @@ async def holders(feed_class: type, user_ids: Sequence[Any], activity: Activity)
 async def queued(pool: ArqRedis, priority: Any) -> int:
     """How many jobs wait on the app's queue of ``priority``."""
     return await pool.zcard(AppManager.queue_names[priority])
+
+
+TESTS = Path(__file__).parent
+SCRIPT = Path(sys.executable).parent / "asyncfeeds"
+
+
+def app_env(**extra: str) -> dict[str, str]:
+    """The environment of a process that imports ``fanout_app`` with this run's keys."""
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
+        "FANOUT_APP_RUN": fanout_app.RUN,
+        **extra,
+    }
+
+
+def start_cli_worker(
+    manager: str, log: Path, priority: str = "high", *args: str, **env: str
+) -> subprocess.Popen[bytes]:
+    """``asyncfeeds worker --manager fanout_app:<manager>`` in a process of its own."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [str(SCRIPT), "worker", "--manager", f"fanout_app:{manager}", "--priority", priority,
+             *args],
+            env=app_env(**env), stdout=out, stderr=out, cwd=TESTS,
+        )
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 60) -> int:
+    """SIGTERM a process and wait for it (kill it if it will not stop); its exit code."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+async def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``asyncfeeds <args>`` with ``fanout_app`` importable; the finished process."""
+    return await asyncio.to_thread(
+        subprocess.run, [str(SCRIPT), *args], env=app_env(**env), cwd=TESTS,
+        capture_output=True, text=True, timeout=120,
+    )

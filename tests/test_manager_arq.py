@@ -10,7 +10,6 @@ import fanout_app
 import orjson
 import pytest
 from arq.connections import ArqRedis
-from arq.worker import FailedJobs
 from conftest import make_activity
 from fanout_app import AppAggregatedFeed, AppFeed, AppManager, AppUserFeed
 from fanout_testing import app_queue, drain, holders, queued
@@ -18,6 +17,7 @@ from fanout_testing import app_queue, drain, holders, queued
 import asyncfeeds
 from asyncfeeds import FanoutPriority, StorageUnavailableError
 from asyncfeeds.fanout import create_queue
+from asyncfeeds.fanout.deadletters import dead_jobs
 from asyncfeeds.fanout.jobs import JOB_FUNCTION, FanoutJob, decode, encode
 from asyncfeeds.metrics import Metrics
 
@@ -205,7 +205,7 @@ async def test_failed_job_is_retried_and_the_result_is_exact(queue: ArqRedis) ->
     assert {g.activity_count for u in (700, 799) for g in await AppAggregatedFeed(u)[:]} == {1}
 
 
-async def test_a_job_failing_every_try_gives_up(queue: ArqRedis) -> None:
+async def test_a_job_failing_every_try_gives_up_into_the_dead_letters(queue: ArqRedis) -> None:
     class Broken(AppManager):
         max_tries = 2
 
@@ -214,9 +214,50 @@ async def test_a_job_failing_every_try_gives_up(queue: ArqRedis) -> None:
 
     manager = Broken(queue, followers={6: {HIGH: [1, 2]}})
     await manager.add_user_activity(6, make_activity(10, actor=6))
-    with pytest.raises(FailedJobs):
-        await drain(manager)
+    worker = await drain(manager)
     assert await queued(queue, HIGH) == 0
+    assert worker.ctx["asyncfeeds_stats"].dead == 2
+    dead = [d async for d in dead_jobs(queue, manager.dead_letter_key)]
+    assert sorted(d.payload["feed"] for d in dead) == ["aggregated", "flat"]
+    assert {(d.tries, d.error) for d in dead} == {(2, "ConnectionError('always down')")}
+
+
+async def test_the_queue_can_be_set_after_construction(queue: ArqRedis) -> None:
+    followers = list(range(2300, 2310))
+    manager = AppManager(followers={21: {HIGH: followers}})
+    assert repr(manager) == "<AppManager eager>"
+    with pytest.raises(TypeError, match="arq pool"):
+        manager.queue = "redis://127.0.0.1:6390/0"
+    assert manager.queue is None and manager.job_queue is None
+
+    manager.queue = queue  # as a FastAPI lifespan does
+    assert manager.queue is queue and manager.job_queue is not None
+    assert repr(manager) == "<AppManager arq queue at 127.0.0.1:6390/0>"
+    queued_first = make_activity(12, actor=21)
+    await manager.add_user_activity(21, queued_first)
+    assert await queued(queue, HIGH) == 2
+    assert await holders(AppFeed, followers, queued_first) == 0
+
+    manager.queue = None  # back to eager: written before the call returns
+    assert repr(manager) == "<AppManager eager>"
+    inline = make_activity(13, actor=21)
+    await manager.add_user_activity(21, inline)
+    assert await holders(AppFeed, followers, inline) == len(followers)
+    assert await queued(queue, HIGH) == 2
+    await drain(AppManager(queue))
+    assert await holders(AppFeed, followers, queued_first) == len(followers)
+
+
+async def test_progress_counts_feeds_queued_and_activities_imported(queue: ArqRedis) -> None:
+    followers = {HIGH: list(range(2400, 2460)), LOW: list(range(2500, 2520))}
+    manager = AppManager(queue, followers={22: followers})
+    counted: list[int] = []
+    await manager.add_user_activity(22, make_activity(14, actor=22), progress=counted.append)
+    assert sum(counted) == 2 * 80  # every follower feed of both classes, once queued
+    imported: list[int] = []
+    activities = [make_activity(n, actor=22) for n in range(15, 22)]
+    await manager.batch_import(22, activities, chunk_size=3, progress=imported.append)
+    assert imported == [3, 3, 1]
 
 
 async def test_update_and_batch_import_in_arq_mode(queue: ArqRedis) -> None:

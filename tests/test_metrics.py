@@ -285,3 +285,23 @@ async def test_statsd_names_are_made_safe_and_sends_after_close_are_dropped() ->
         assert statsd.dropped == 1
     with pytest.raises(ValueError, match="65535"):
         StatsdMetrics("127.0.0.1", 70000)
+
+
+def test_prometheus_exporter_counts_dead_and_refused_jobs_and_gauges_queues() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry)
+    assert Metrics().on_job_dead(Manager, "add", 5) is None
+    metrics.on_job_dead(Manager, "add", 5)
+    metrics.on_job_refused("low", "foreign_manager")
+    metrics.on_queue_status("high", queued=7, in_progress=2, retrying=1, dead=3, oldest_age=4.5)
+    metrics.on_queue_status("high", queued=0, in_progress=2, retrying=1, dead=3, oldest_age=0.0)
+    assert registry.get_sample_value(
+        "asyncfeeds_fanout_jobs_dead_total", {"feed_class": "Manager", "operation": "add"}) == 1
+    assert registry.get_sample_value(
+        "asyncfeeds_fanout_jobs_refused_total", {"priority": "low", "reason": "foreign_manager"}
+    ) == 1
+    gauge = "asyncfeeds_fanout_queue_jobs"
+    assert registry.get_sample_value(gauge, {"priority": "high", "state": "queued"}) == 0
+    assert registry.get_sample_value(gauge, {"priority": "high", "state": "dead"}) == 3
+    assert registry.get_sample_value(
+        "asyncfeeds_fanout_queue_oldest_job_seconds", {"priority": "high"}) == 0

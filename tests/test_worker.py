@@ -1,40 +1,60 @@
-"""Fanout workers: settings, import paths, SIGKILL and SIGTERM in real processes."""
+"""Fanout workers: settings, foreign jobs, dead letters, redelivery, queue status,
+SIGKILL and SIGTERM, in real worker processes on real Redis."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
-import fanout_app
 import pytest
 from arq.connections import ArqRedis
 from arq.worker import create_worker as arq_create_worker
 from conftest import make_activity
 from fanout_app import (
+    FLAKY_KEY,
     RELEASE_KEY,
     STALLED_KEY,
     AppAggregatedFeed,
     AppFeed,
     AppManager,
+    DefaultStallingManager,
+    FlakyManager,
     GracefulManager,
     KilledManager,
+    OneTryFlakyManager,
+    SlowRetryFlakyManager,
 )
-from fanout_testing import app_queue, drain, holders
+from fanout_testing import (
+    app_env,
+    app_queue,
+    drain,
+    holders,
+    queued,
+    run_cli,
+    start_cli_worker,
+    stop_process,
+)
+from prometheus_client import CollectorRegistry
 
 import asyncfeeds
 import asyncfeeds.fanout
 from asyncfeeds import FanoutPriority, StorageUnavailableError
-from asyncfeeds.fanout import jobs
+from asyncfeeds.fanout import deadletters, jobs
+from asyncfeeds.fanout.jobs import FanoutJob
+from asyncfeeds.fanout.status import QueueStatus, report_queue_status
 from asyncfeeds.fanout.worker import run_worker, worker_settings
+from asyncfeeds.metrics import Metrics, PrometheusMetrics
 from asyncfeeds.worker import create_worker
 
-HIGH = FanoutPriority.HIGH
-TESTS = Path(__file__).parent
+HIGH, LOW = FanoutPriority.HIGH, FanoutPriority.LOW
 
 
 @pytest.fixture
@@ -45,12 +65,7 @@ async def queue() -> AsyncIterator[ArqRedis]:
 
 def start_worker(manager: str, log: Path) -> subprocess.Popen[bytes]:
     """A real worker process for ``fanout_app:<manager>``, stalling mid-chunk."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
-        "FANOUT_APP_RUN": fanout_app.RUN,
-        "FANOUT_APP_STALL": "1",
-    }
+    env = app_env(FANOUT_APP_STALL="1")
     code = f"from asyncfeeds.worker import run_worker; run_worker('fanout_app:{manager}', 'high')"
     with log.open("wb") as out:
         return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=out, stderr=out)
@@ -79,6 +94,10 @@ async def test_worker_settings_keep_jobs_plain_and_results_unkept() -> None:
     assert worker.job_serializer is jobs.dumps and worker.job_deserializer is jobs.loads
     assert worker.keep_result_s == 0 and not worker.keep_result_forever
     assert worker.max_tries == AppManager.max_tries
+    # arq allows a few more tries than the manager: the job function itself keeps a job
+    # whose last try was cut short as a dead letter.
+    assert worker.functions[jobs.JOB_FUNCTION].max_tries > AppManager.max_tries
+    assert worker.in_progress_timeout_s == AppManager.job_lease
     assert worker.ctx["asyncfeeds_manager"] is manager
     with pytest.raises(ValueError, match="high"):
         create_worker(manager, "urgent")
@@ -109,14 +128,63 @@ def test_a_worker_without_its_redis_fails_with_a_clear_error() -> None:
         run_worker("fanout_app:UnreachableManager", "high")
 
 
-async def test_a_worker_runs_jobs_of_any_manager_it_can_import(queue: ArqRedis) -> None:
-    followers = list(range(1200, 1260))
-    publisher = GracefulManager(queue, followers={13: {HIGH: followers}})
-    activity = make_activity(30, actor=13)
-    await publisher.add_user_activity(13, activity)
-    await drain(AppManager(queue))  # finds fanout_app:GracefulManager by its import path
-    assert await holders(AppFeed, followers, activity) == len(followers)
-    assert await holders(AppAggregatedFeed, followers, activity) == len(followers)
+class Refusals(Metrics):
+    def __init__(self) -> None:
+        self.refused: list[tuple[str, str]] = []
+
+    def on_job_refused(self, priority: str, reason: str) -> None:
+        self.refused.append((priority, reason))
+
+
+async def enqueue_foreign_job(pool: ArqRedis, manager_path: str, priority: Any = HIGH) -> str:
+    """A well-formed job of ``AppManager``'s queue whose payload names ``manager_path``."""
+    job = FanoutJob(manager_path, "flat", "add", [1, 2], [make_activity(40, actor=1)], 1)
+    payload = jobs.encode(job, AppFeed)
+    queued = await pool.enqueue_job(jobs.JOB_FUNCTION, payload, _job_id=job.job_id,
+                                    _queue_name=AppManager.queue_names[priority])
+    assert queued is not None
+    return job.job_id
+
+
+async def dead_letters(pool: ArqRedis) -> list[deadletters.DeadJob]:
+    return [d async for d in deadletters.dead_jobs(pool, AppManager.dead_letter_key)]
+
+
+async def test_a_job_naming_another_manager_is_refused_counted_and_kept_unimported(
+    queue: ArqRedis, tmp_path: Path
+) -> None:
+    marker = tmp_path / "imported"
+    os.environ["IMPORT_RECORDER_FILE"] = str(marker)
+    try:
+        job_id = await enqueue_foreign_job(queue, "import_recorder:manager")
+        metrics = Refusals()
+        worker = await drain(AppManager(queue, metrics=metrics))
+    finally:
+        del os.environ["IMPORT_RECORDER_FILE"]
+    assert "import_recorder" not in sys.modules and not marker.exists()
+    assert metrics.refused == [("high", "foreign_manager")]
+    assert worker.ctx["asyncfeeds_stats"].refused == 1
+    (dead,) = await dead_letters(queue)
+    assert dead.job_id == job_id and dead.manager == "import_recorder:manager"
+    assert dead.payload["manager"] == "import_recorder:manager" and dead.payload["users"] == [1, 2]
+    assert dead.error.startswith("refused: the job names manager 'import_recorder:manager'")
+    assert await holders(AppFeed, [1, 2], make_activity(40, actor=1)) == 0
+
+
+async def test_a_worker_process_never_imports_what_a_payload_names(
+    queue: ArqRedis, tmp_path: Path
+) -> None:
+    marker, log = tmp_path / "imported", tmp_path / "worker.log"
+    await enqueue_foreign_job(queue, "import_recorder:manager")
+    worker = start_cli_worker("AppManager", log, "high", "--burst",
+                              IMPORT_RECORDER_FILE=str(marker))
+    returncode = await asyncio.to_thread(worker.wait, 60)
+    output = log.read_text()
+    assert returncode == 0, output
+    assert not marker.exists(), "the worker imported the module a job named"
+    assert "refused: the job names manager 'import_recorder:manager'" in output
+    assert "0 jobs done, 0 retried, 0 dead, 1 refused" in output
+    assert len(await dead_letters(queue)) == 1
 
 
 async def test_worker_killed_mid_chunk_then_replaced_writes_every_feed_once(
@@ -174,3 +242,127 @@ async def test_sigterm_lets_the_worker_finish_the_job_in_hand(
     assert await holders(AppAggregatedFeed, followers, activity) == len(followers)
     assert await queue.zcard(AppManager.queue_names[HIGH]) == 0
 
+
+
+async def test_a_job_failing_every_try_is_kept_dead_then_requeued_and_exact(
+    queue: ArqRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    followers = list(range(1400, 1520))  # chunks of 50, 50 and 20: 6 jobs
+    manager = FlakyManager(queue, followers={15: {HIGH: followers}})
+    activity = make_activity(41, actor=15)
+    await queue.set(FLAKY_KEY, "1")
+    await manager.add_user_activity(15, activity)
+    foreign = await enqueue_foreign_job(queue, "fanout_app:GracefulManager")
+    with caplog.at_level(logging.ERROR, logger="asyncfeeds"):
+        worker = await drain(manager)
+
+    stats = worker.ctx["asyncfeeds_stats"]
+    assert (stats.done, stats.retried, stats.dead, stats.refused) == (0, 6 * 4, 6, 1)
+    ours = [d for d in await dead_letters(queue) if d.manager == manager.import_path]
+    assert len(ours) == 6
+    assert all(d.tries == 5 and "injected failure" in d.error for d in ours)
+    assert all(d.priority == "high" and d.function == jobs.JOB_FUNCTION for d in ours)
+    assert sorted(u for d in ours for u in d.payload["users"]) == sorted(followers * 2)
+    gave_up = [r for r in caplog.records if "gave up after 5 tries" in r.getMessage()]
+    assert len(gave_up) == 6 and {r.levelno for r in gave_up} == {logging.ERROR}
+    assert await queued(queue, HIGH) == 0
+    assert await holders(AppFeed, followers, activity) == 0
+
+    await queue.delete(FLAKY_KEY)
+    result = await run_cli("requeue-dead", "--manager", "fanout_app:FlakyManager")
+    assert result.returncode == 0, result.stderr
+    assert f"requeued 6 dead jobs from {AppManager.dead_letter_key}" in result.stdout
+    assert "left 1 of other managers" in result.stdout
+    assert [d.job_id for d in await dead_letters(queue)] == [foreign]
+    assert await queued(queue, HIGH) == 6
+
+    await drain(manager)
+    assert await asyncio.gather(*(AppFeed(u).count() for u in followers)) == [1] * len(followers)
+    assert await holders(AppAggregatedFeed, followers, activity) == len(followers)
+    for user_id in (1400, 1519):
+        assert [g.activity_count for g in await AppAggregatedFeed(user_id)[:]] == [1]
+
+
+async def test_a_killed_workers_job_runs_again_within_30_s_with_default_settings(
+    queue: ArqRedis, tmp_path: Path
+) -> None:
+    followers = list(range(1600, 1720))
+    manager = DefaultStallingManager(queue, followers={16: {HIGH: followers}})
+    activity = make_activity(42, actor=16)
+    first_log = tmp_path / "first.log"
+    first = start_cli_worker("DefaultStallingManager", first_log, FANOUT_APP_STALL="1")
+    second = None
+    try:
+        await manager.add_user_activity(16, activity)
+        await wait_until_stalled(queue, first, first_log)
+        second = start_cli_worker("DefaultStallingManager", tmp_path / "second.log")
+        first.kill()
+        first.wait(timeout=30)
+        killed = time.monotonic()
+        while await holders(AppFeed, followers, activity) < len(followers):
+            assert time.monotonic() - killed < 30, (tmp_path / "second.log").read_text()
+            await asyncio.sleep(0.2)
+    finally:
+        first.kill()
+        if second is not None:
+            assert stop_process(second) == 0, (tmp_path / "second.log").read_text()
+    assert await asyncio.gather(*(AppFeed(u).count() for u in followers)) == [1] * len(followers)
+    assert await holders(AppAggregatedFeed, followers, activity) == len(followers)
+    assert "try 2: add 50 AppFeed feeds" in (tmp_path / "second.log").read_text()
+
+
+def status_table(output: str) -> dict[str, tuple[int, ...]]:
+    """``asyncfeeds status`` rows by queue name: queued, in progress, retrying, dead."""
+    rows = {}
+    for line in output.splitlines()[1:]:
+        name, *numbers, _age, _unit = line.split()
+        rows[name] = tuple(int(n) for n in numbers)
+    return rows
+
+
+async def test_status_counts_queued_running_retrying_and_dead_jobs(
+    queue: ArqRedis, tmp_path: Path
+) -> None:
+    high, low = (AppManager.queue_names[p] for p in (HIGH, LOW))
+    await queue.set(FLAKY_KEY, "1")
+    one_try = OneTryFlakyManager(queue, followers={17: {LOW: range(1800, 1850)}})
+    await one_try.add_user_activity(17, make_activity(43, actor=17))
+    await drain(one_try, "low")  # 2 dead letters
+    slow = SlowRetryFlakyManager(queue, followers={18: {LOW: range(1900, 1950)}})
+    await slow.add_user_activity(18, make_activity(44, actor=18))
+    await drain(slow, "low", max_burst_jobs=2)  # 2 failed once, their next try a minute away
+    waiting = AppManager(queue, followers={19: {LOW: range(2000, 2050)}})
+    await waiting.add_user_activity(19, make_activity(45, actor=19))  # 2 queued
+
+    running = GracefulManager(queue, followers={20: {HIGH: range(2100, 2200)}})
+    log = tmp_path / "worker.log"
+    worker = start_cli_worker("GracefulManager", log, FANOUT_APP_STALL="1")
+    try:
+        await running.add_user_activity(20, make_activity(46, actor=20))
+        registry = CollectorRegistry()
+        observer = AppManager(metrics=PrometheusMetrics(registry=registry))
+        for _ in range(300):  # the 2 flat chunks stall, the 2 aggregated ones finish
+            statuses = await report_queue_status(observer, queue)
+            if (statuses[HIGH].queued, statuses[HIGH].in_progress) == (0, 2):
+                break
+            assert worker.poll() is None, log.read_text()
+            await asyncio.sleep(0.1)
+        assert statuses[HIGH] == QueueStatus(high, 0, 2, 0, 0, statuses[HIGH].oldest_age)
+        assert statuses[LOW] == QueueStatus(low, 2, 0, 2, 2, statuses[LOW].oldest_age)
+        assert statuses[LOW].oldest_age > 0
+        for state, value in (("queued", 2), ("in_progress", 0), ("retrying", 2), ("dead", 2)):
+            labels = {"priority": "low", "state": state}
+            assert registry.get_sample_value("asyncfeeds_fanout_queue_jobs", labels) == value
+        assert registry.get_sample_value(
+            "asyncfeeds_fanout_queue_jobs", {"priority": "high", "state": "in_progress"}) == 2
+        assert registry.get_sample_value(
+            "asyncfeeds_fanout_queue_oldest_job_seconds", {"priority": "low"}) > 0
+
+        result = await run_cli("status", "--manager", "fanout_app:AppManager")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[0].split() == [
+            "queue", "queued", "in", "progress", "retrying", "dead", "oldest"]
+        assert status_table(result.stdout) == {high: (0, 2, 0, 0), low: (2, 0, 2, 2)}
+    finally:
+        await queue.rpush(RELEASE_KEY, "go", "go")
+        assert stop_process(worker) == 0, log.read_text()

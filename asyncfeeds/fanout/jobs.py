@@ -12,22 +12,26 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from arq import Retry
+from redis.exceptions import RedisError
 
 from ..activity import Activity
 from ..versions import call_version
+from . import deadletters
+from .lease import keep_in_progress
+from .stats import WorkerStats
 
 if TYPE_CHECKING:
     from .manager import Manager
 
-logger = logging.getLogger("asyncfeeds.fanout")
+logger = logging.getLogger(__name__)
 
 JOB_FUNCTION = "asyncfeeds_fanout"
 PAYLOAD_VERSION = 2
@@ -140,54 +144,128 @@ async def execute(manager: Manager, job: FanoutJob, feed_class: type[Any]) -> in
 
 
 async def asyncfeeds_fanout(ctx: dict[str, Any], payload: dict[str, Any]) -> int:
-    """The arq job: decode, run, and ask arq to retry with backoff if the write failed."""
-    manager = resolve_manager(ctx, payload)
-    job, feed_class = decode(manager, payload)
+    """The arq job: run a chunk for the worker's own manager, retry it with backoff if the
+    write failed, and keep it as a dead letter once its tries are used up."""
+    manager = own_manager(ctx)
     try:
-        async with asyncio.timeout(manager.job_timeout):
-            return await execute(manager, job, feed_class)
+        resolve_manager(ctx, payload)
+        job, feed_class = decode(manager, payload)
+    except JobPayloadError as exc:
+        return await refuse(ctx, manager, payload, exc)
+    attempt = int(ctx.get("job_try") or 1)
+    if attempt > manager.max_tries:  # its last try was cut short (worker killed, Redis lost)
+        return await bury(ctx, manager, payload, "interrupted on its last try", attempt,
+                          feed_class, job.operation)
+    started = time.perf_counter()
+    try:
+        async with keep_in_progress(ctx.get("redis"), ctx.get("job_id"), manager.job_lease), \
+                asyncio.timeout(manager.job_timeout):
+            written = await execute(manager, job, feed_class)
     except Exception as exc:
-        attempt = int(ctx.get("job_try") or 1)
-        if attempt >= manager.max_tries:
-            raise
-        delay = manager.retry_delay * 2 ** (attempt - 1)
-        logger.warning(
-            "fanout %s to %s failed on try %d (%r); retrying in %.2fs",
-            job.operation, feed_class.__name__, attempt, exc, delay,
-        )
-        manager.metrics.on_job_retry(feed_class, job.operation, attempt)
-        raise Retry(defer=delay) from exc
+        return await retry_or_bury(ctx, manager, payload, exc, feed_class, job.operation)
+    _stats(ctx).done += 1
+    logger.info(
+        "%s %s try %d: %s %d %s feeds (%d activities), %d written in %.3f s",
+        JOB_FUNCTION, ctx.get("job_id"), attempt, job.operation, len(job.user_ids),
+        feed_class.__name__, len(job.activities), written, time.perf_counter() - started,
+    )
+    return written
+
+
+# -- which manager runs a job ------------------------------------------------------------------
+class JobRefusedError(JobPayloadError):
+    """A payload names a manager other than the one this worker was started with."""
+
+
+def own_manager(ctx: dict[str, Any]) -> Manager:
+    """The manager the worker was started with (``create_worker`` puts it in arq's ctx)."""
+    manager = ctx.get("asyncfeeds_manager")
+    if manager is None:
+        raise RuntimeError("this arq worker was not built by asyncfeeds.worker.create_worker")
+    return manager  # type: ignore[no-any-return]
 
 
 def resolve_manager(ctx: dict[str, Any], payload: Any) -> Manager:
-    """The worker's own manager if the payload names it, else the one its import path names."""
-    own = ctx.get("asyncfeeds_manager")
+    """The worker's own manager if the payload names its import path; nothing is imported.
+
+    Any other path is refused (``JobRefusedError``): a queue's content must never
+    make a worker load code.
+    """
+    own = own_manager(ctx)
     path = payload.get("manager") if isinstance(payload, dict) else None
-    if not isinstance(path, str):
-        raise JobPayloadError("fanout payload names no manager")
-    if own is not None and own.import_path == path:
-        return own
-    loaded = ctx.setdefault("asyncfeeds_managers", {})
-    if path not in loaded:
-        loaded[path] = load_manager(path)
-    return loaded[path]
+    if path != own.import_path:
+        raise JobRefusedError(
+            f"the job names manager {path!r}; this worker runs only {own.import_path!r}"
+        )
+    return own
 
 
-def load_manager(path: str) -> Manager:
-    """Import ``module:attr``: a Manager instance, or a Manager subclass to instantiate (eager)."""
-    from .manager import Manager
+# -- retries and dead letters ------------------------------------------------------------------
+async def retry_or_bury(
+    ctx: dict[str, Any], manager: Manager, payload: Any, exc: Exception,
+    feed_class: type[Any], operation: str,
+) -> int:
+    """Ask arq to run the job again after a backoff, or keep it dead after its last try."""
+    attempt = int(ctx.get("job_try") or 1)
+    if attempt < manager.max_tries:
+        delay = manager.retry_delay * 2 ** (attempt - 1)
+        logger.warning(
+            "%s %s try %d: %s to %s failed (%r); retrying in %.2f s",
+            JOB_FUNCTION, ctx.get("job_id"), attempt, operation, feed_class.__name__, exc, delay,
+        )
+        manager.metrics.on_job_retry(feed_class, operation, attempt)
+        _stats(ctx).retried += 1
+        raise Retry(defer=delay) from exc
+    return await bury(ctx, manager, payload, repr(exc), attempt, feed_class, operation)
 
-    module_name, _, attr_path = path.partition(":")
-    if not module_name or not attr_path:
-        raise JobPayloadError(f"manager path {path!r} is not of the form module:attribute")
+
+async def refuse(ctx: dict[str, Any], manager: Manager, payload: Any, exc: Exception) -> int:
+    """Keep a job this worker must not run (foreign manager, malformed payload) as dead."""
+    reason = "foreign_manager" if isinstance(exc, JobRefusedError) else "bad_payload"
+    entry = await _keep_dead(ctx, manager, payload, f"refused: {exc}",
+                             int(ctx.get("job_try") or 1))
+    _stats(ctx).refused += 1
+    manager.metrics.on_job_refused(str(ctx.get("asyncfeeds_priority", "")), reason)
+    logger.error("%s %s refused: %s; kept as dead letter %s on %s", JOB_FUNCTION,
+                 ctx.get("job_id"), exc, entry, manager.dead_letter_key)
+    return 0
+
+
+async def bury(
+    ctx: dict[str, Any], manager: Manager, payload: Any, error: str, tries: int,
+    feed_class: type[Any], operation: str,
+) -> int:
+    """Keep a job that used up its tries on the dead letters, and say so at ERROR."""
+    entry = await _keep_dead(ctx, manager, payload, error, tries)
+    _stats(ctx).dead += 1
+    manager.metrics.on_job_dead(feed_class, operation, tries)
+    logger.error(
+        "%s %s gave up after %d tries (%s); kept as dead letter %s on %s",
+        JOB_FUNCTION, ctx.get("job_id"), tries, error, entry, manager.dead_letter_key,
+    )
+    return 0
+
+
+async def _keep_dead(
+    ctx: dict[str, Any], manager: Manager, payload: Any, error: str, tries: int
+) -> str | None:
+    """Add the dead letter; if Redis will not take it, leave the job to arq for another try."""
+    redis = ctx.get("redis")
+    if redis is None:
+        return None
     try:
-        target: Any = importlib.import_module(module_name)
-        for attr in attr_path.split("."):
-            target = getattr(target, attr)
-    except (ImportError, AttributeError) as exc:
-        raise JobPayloadError(f"cannot import manager {path!r}: {exc}") from exc
-    if isinstance(target, type) and issubclass(target, Manager):
-        target = target()
-    if not isinstance(target, Manager):
-        raise JobPayloadError(f"{path!r} is not an asyncfeeds Manager")
-    return target
+        return await deadletters.bury(
+            redis, manager.dead_letter_key,
+            job_id=str(ctx.get("job_id")), function=JOB_FUNCTION,
+            priority=str(ctx.get("asyncfeeds_priority", "")),
+            queue=str(ctx.get("asyncfeeds_queue", "")), payload=payload, error=error, tries=tries,
+        )
+    except (RedisError, OSError) as store_error:
+        logger.warning("%s %s: cannot store the dead letter yet (%s); arq will try again",
+                       JOB_FUNCTION, ctx.get("job_id"), store_error)
+        raise Retry(defer=manager.retry_delay) from store_error
+
+
+def _stats(ctx: dict[str, Any]) -> WorkerStats:
+    stats = ctx.get("asyncfeeds_stats")
+    return stats if isinstance(stats, WorkerStats) else WorkerStats()

@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -29,9 +29,12 @@ from ..versions import call_version, current_version, next_version
 from . import clock, jobs
 from .jobs import FanoutJob
 
-logger = logging.getLogger("asyncfeeds.fanout")
+logger = logging.getLogger(__name__)
 
 UserId = int | str
+Progress = Callable[[int], object]
+"""Called with how many units were just done: follower feeds for a fanout, activities for
+an import. ``tqdm(...).update`` fits."""
 
 
 class FanoutPriority(StrEnum):
@@ -60,6 +63,11 @@ class Manager(ManagerNames):
     """Seconds before a failed job's second try; doubled for every further try."""
     job_timeout: ClassVar[float] = 300.0
     """Seconds one fanout job may take before it is retried."""
+    job_lease: ClassVar[float] = 10.0
+    """Seconds after a worker dies before its running job is run again by another worker:
+    a running job renews its in-progress mark for this long every third of it."""
+    dead_letter_key: ClassVar[str] = "asyncfeeds:fanout:dead"
+    """Redis stream (on the queue's Redis) keeping jobs that used up their ``max_tries``."""
     enqueue_concurrency: ClassVar[int] = 32
     """How many jobs are handed to Redis at once."""
     queue_url: ClassVar[str | None] = None
@@ -74,13 +82,7 @@ class Manager(ManagerNames):
         import_path: str | None = None,
     ) -> None:
         self._check_configuration()
-        if queue is not None and not hasattr(queue, "connection_pool"):
-            raise TypeError(
-                "queue must be an arq pool (asyncfeeds.fanout.create_queue or arq.create_pool)"
-            )
         self.queue = queue
-        self.job_queue = _json_view(queue) if queue is not None else None
-        """The arq client jobs are enqueued with: the queue's connections, a JSON codec."""
         if metrics is not None:
             self.metrics = metrics
         cls = type(self)
@@ -103,9 +105,31 @@ class Manager(ManagerNames):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{cls.__name__}.{attr} must be a positive int, got {value!r}")
 
+    @property
+    def queue(self) -> Any:
+        """The arq pool fanout jobs go to, or None to fan out inline (eager).
+
+        Settable after construction (say in a FastAPI lifespan): a pool switches the
+        manager to arq mode, None back to eager.
+        """
+        return self._queue
+
+    @queue.setter
+    def queue(self, queue: Any) -> None:
+        if queue is not None and not hasattr(queue, "connection_pool"):
+            raise TypeError(
+                "queue must be an arq pool (asyncfeeds.fanout.create_queue or arq.create_pool)"
+            )
+        self._queue = queue
+        self.job_queue: Any = _json_view(queue) if queue is not None else None
+        """The arq client jobs are enqueued with: the queue's connections, a JSON codec."""
+
     def __repr__(self) -> str:
-        mode = "arq" if self.queue is not None else "eager"
-        return f"<{type(self).__name__} {mode}>"
+        if self._queue is None:
+            return f"<{type(self).__name__} eager>"
+        options = self._queue.connection_pool.connection_kwargs
+        where = options.get("path") or f"{options.get('host')}:{options.get('port')}"
+        return f"<{type(self).__name__} arq queue at {where}/{options.get('db', 0)}>"
 
     # -- what a subclass provides ------------------------------------------------------
     async def get_user_follower_ids(self, user_id: UserId) -> Mapping[Any, Any]:
@@ -149,22 +173,39 @@ class Manager(ManagerNames):
             written = await feed_class.fanout_update(user_ids, activities, version)  # type: ignore[arg-type]
         else:
             raise ValueError(f"fanout operation must be 'add' or 'remove', got {operation!r}")
-        self.metrics.on_fanout(feed_class, operation, len(user_ids), time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        logger.debug("fanout %s of %d activities to %d %s feeds: %d written in %.4f s",
+                     operation, len(activities), len(user_ids), feed_class.__name__, written,
+                     elapsed)
+        self.metrics.on_fanout(feed_class, operation, len(user_ids), elapsed)
         return written
 
     # -- publishing ----------------------------------------------------------------------
-    async def add_user_activity(self, user_id: UserId, activity: Activity) -> None:
-        """Store the activity, add it to the user's feed and fan it out to every follower feed."""
+    async def add_user_activity(
+        self, user_id: UserId, activity: Activity, *, progress: Progress | None = None
+    ) -> None:
+        """Store the activity, add it to the user's feed and fan it out to every follower feed.
+
+        ``progress`` is called with the number of follower feeds of each chunk once
+        written (eager) or queued (arq).
+        """
         _check_user_id(user_id)
         checked = self._validate([activity])
         version = await self._new_version()
         await self._store(checked, skip_user_feed=True)
         await self.get_user_feed(user_id).add_versioned(checked, version)
-        await self._fanout_followers(user_id, "add", checked, self.feed_classes, version)
+        await self._fanout_followers(
+            user_id, "add", checked, self.feed_classes, version, progress=progress
+        )
         self.metrics.on_activity_published(1)
 
-    async def remove_user_activity(self, user_id: UserId, activity: Activity | str) -> None:
-        """Remove the activity from the user's feed and from every follower feed."""
+    async def remove_user_activity(
+        self, user_id: UserId, activity: Activity | str, *, progress: Progress | None = None
+    ) -> None:
+        """Remove the activity from the user's feed and from every follower feed.
+
+        ``progress`` is called as for ``add_user_activity``.
+        """
         _check_user_id(user_id)
         if isinstance(activity, str):
             ids = Feed.activity_ids([activity])
@@ -172,7 +213,9 @@ class Manager(ManagerNames):
             ids = [a.activity_id for a in self._validate([activity])]
         version = await self._new_version()
         await self.get_user_feed(user_id).remove_versioned(ids, version)
-        await self._fanout_followers(user_id, "remove", ids, self.feed_classes, version)
+        await self._fanout_followers(
+            user_id, "remove", ids, self.feed_classes, version, progress=progress
+        )
         self.metrics.on_activity_removed(1)
 
     async def update_user_activities(self, activities: Iterable[Activity]) -> None:
@@ -200,8 +243,13 @@ class Manager(ManagerNames):
         activities: Iterable[Activity],
         fanout: bool = True,
         chunk_size: int = 500,
+        progress: Progress | None = None,
     ) -> None:
-        """Import many activities of one user, oldest first, ``chunk_size`` at a time."""
+        """Import many activities of one user, oldest first, ``chunk_size`` at a time.
+
+        ``progress`` is called with the number of activities of each chunk once it is
+        stored, in the user's feed and fanned out (written or queued).
+        """
         _check_user_id(user_id)
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
@@ -214,6 +262,8 @@ class Manager(ManagerNames):
             await user_feed.add_versioned(chunk, version)
             if fanout:
                 await self._fanout_followers(user_id, "add", chunk, self.feed_classes, version)
+            if progress is not None:
+                progress(len(chunk))
         if checked:
             self.metrics.on_activity_published(len(checked))
 
@@ -309,13 +359,15 @@ class Manager(ManagerNames):
         activities: Sequence[Activity | str],
         feed_classes: Mapping[str, type[Feed]],
         version: int,
+        *,
+        progress: Progress | None = None,
     ) -> None:
         """Chunk the followers of every priority and run or enqueue one job per chunk and class."""
         if not activities or not feed_classes:
             return
         groups = await self._follower_groups(user_id)
         for priority, follower_ids in groups:
-            dispatcher = _Dispatcher(self, priority)
+            dispatcher = _Dispatcher(self, priority, progress)
             async for chunk in _chunks(follower_ids, self.fanout_chunk_size):
                 for name, feed_class in feed_classes.items():
                     job = FanoutJob(self.import_path, name, operation, chunk, activities, version)
@@ -347,9 +399,12 @@ class Manager(ManagerNames):
 class _Dispatcher:
     """Runs jobs inline (eager) or enqueues them on arq a batch at a time (arq mode)."""
 
-    def __init__(self, manager: Manager, priority: FanoutPriority) -> None:
+    def __init__(
+        self, manager: Manager, priority: FanoutPriority, progress: Progress | None = None
+    ) -> None:
         self.manager = manager
         self.priority = priority
+        self.progress = progress
         self.pending: list[tuple[FanoutJob, type[Feed]]] = []
         self.enqueued = 0
         self.duplicates = 0
@@ -357,6 +412,8 @@ class _Dispatcher:
     async def submit(self, job: FanoutJob, feed_class: type[Feed]) -> None:
         if self.manager.job_queue is None:
             await jobs.execute(self.manager, job, feed_class)
+            if self.progress is not None:
+                self.progress(len(job.user_ids))
             return
         self.pending.append((job, feed_class))
         if len(self.pending) >= self.manager.enqueue_concurrency:
@@ -380,6 +437,8 @@ class _Dispatcher:
         new = sum(results)
         self.enqueued += new
         self.duplicates += len(results) - new
+        if self.progress is not None:
+            self.progress(sum(len(job.user_ids) for job, _ in pending))
 
     async def close(self) -> None:
         if self.pending:
