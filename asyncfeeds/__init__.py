@@ -17,6 +17,7 @@ from .feeds.cassandra import CassandraAggregatedFeed, CassandraFeed, CassandraNo
 from .feeds.memory import MemoryAggregatedFeed, MemoryFeed, MemoryNotificationFeed
 from .feeds.notification import NotificationFeed
 from .feeds.redis import RedisAggregatedFeed, RedisFeed, RedisNotificationFeed
+from .pages import Page
 from .provision import setup
 from .types import Counts, Subscription
 from .verbs import Verb, get_verb_by_id, register, register_verb
@@ -42,6 +43,7 @@ __all__ = [
     "NotificationActivity",
     "NotificationAggregator",
     "NotificationFeed",
+    "Page",
     "RecentVerbAggregator",
     "RedisAggregatedFeed",
     "RedisFeed",

@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     JsonValue,
     PlainSerializer,
+    computed_field,
     field_validator,
 )
 
@@ -51,7 +52,7 @@ ObjectId = Annotated[int | str, BeforeValidator(lambda v: _check_id(_reduce_to_i
 VerbType = Annotated[
     type[Verb],
     BeforeValidator(resolve_verb),
-    PlainSerializer(lambda verb: verb.id, return_type=int),
+    PlainSerializer(lambda verb: verb.infinitive, return_type=str),
 ]
 
 
@@ -208,6 +209,7 @@ class Activity(BaseModel):
         _check_json(value)
         return value
 
+    @computed_field  # type: ignore[prop-decorator]
     @cached_property
     def activity_id(self) -> str:
         """Deterministic, unique and chronologically sortable string id."""
@@ -275,6 +277,7 @@ class AggregatedActivity(BaseModel):
     def _times_to_utc(cls, value: datetime | None) -> datetime | None:
         return None if value is None else to_utc(value)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def aggregated_id(self) -> str:
         """Stable id: creation time then group key, so a group reopened later gets a new id."""
@@ -287,6 +290,7 @@ class AggregatedActivity(BaseModel):
         """Alias of ``aggregated_id``."""
         return self.aggregated_id
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def activity_count(self) -> int:
         """All activities ever in the group, the minimized ones included."""
@@ -302,6 +306,7 @@ class AggregatedActivity(BaseModel):
         """Distinct objects of the kept activities, newest first."""
         return _distinct(a.object for a in reversed(self.activities))
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def actor_count(self) -> int:
         """Distinct kept actors plus one per minimized activity (an upper bound, as in SF)."""
@@ -317,8 +322,12 @@ class AggregatedActivity(BaseModel):
         """Distinct verbs of the kept activities, newest first."""
         return _distinct(a.verb for a in reversed(self.activities))
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
-    def verb(self) -> type[Verb] | None:
+    def verb(self) -> Annotated[
+        type[Verb] | None,
+        PlainSerializer(lambda verb: verb and verb.infinitive, return_type=str | None),
+    ]:
         """The verb of the newest activity."""
         return self.activities[-1].verb if self.activities else None
 

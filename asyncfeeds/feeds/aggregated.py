@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 from ..activity import Activity, AggregatedActivity, epoch_micros
@@ -24,6 +24,7 @@ from ..aggregators import BaseAggregator, RecentVerbAggregator
 from ..compat import reject_current_activities
 from ..exceptions import ConcurrentUpdateError
 from ..metrics import metered_read, metered_write
+from ..pages import Page, check_limit, decode_cursor, encode_cursor
 from ..serializers import AggregatedSerializer
 from ..storage.base import GroupQuery, GroupSnapshot, GroupStorage, GroupWrite, IndexEntry
 from ..versions import current_version, next_version
@@ -73,6 +74,7 @@ class AggregatedFeed(Feed):
     key_format: ClassVar[str] = "aggregated:{user_id}"
     tracks_markers: ClassVar[bool] = False
     holds_copies: ClassVar[bool] = True
+    page_kind: ClassVar[str] = "aggregated"
 
     @classmethod
     def get_group_storage(cls) -> GroupStorage:
@@ -454,17 +456,50 @@ class AggregatedFeed(Feed):
         """Aggregated feeds are ranked by the aggregator: ordering is not offered."""
         raise ValueError(f"{type(self).__name__} does not support order_by(); it is ranked")
 
-    async def _walk(self) -> AsyncIterator[Any]:
-        for group in await self.get_slice(0, None):
-            yield group
+    async def page(self, limit: int = 25, cursor: str | None = None) -> Page[Any]:
+        """``limit`` groups after ``cursor`` in ranking order, and the next page's cursor.
+
+        Groups page by their position (last update, then id): a walk returns every
+        group that stays unchanged exactly once; a group that changes meanwhile
+        moves to the top and is not repeated.
+        """
+        limit = check_limit(limit)
+        before = None
+        if cursor is not None:
+            position = decode_cursor(cursor, self.page_kind, self.key)
+            if (
+                len(position) != 2
+                or isinstance(position[0], bool)
+                or not isinstance(position[0], int)
+                or not isinstance(position[1], str)
+            ):
+                raise ValueError("malformed cursor position")
+            before = (position[0], position[1])
+        rows = await self.get_group_storage().get_page(self.key, before, limit + 1)
+        more = len(rows) > limit
+        groups = await self._decorate(self._decode_rows(rows[:limit]))
+        next_cursor = None
+        if more:
+            last = groups[-1]
+            next_cursor = encode_cursor(
+                self.page_kind, self.key, [_score(last), last.aggregated_id]
+            )
+        return Page(items=groups, next_cursor=next_cursor)
+
+    def _decode_rows(self, rows: Sequence[tuple[str, bytes]]) -> list[Any]:
+        serializer = self.get_aggregated_serializer()
+        return [serializer.loads(data) for _, data in rows]
+
+    async def _decorate(self, groups: list[Any]) -> list[Any]:
+        """Per-feed state of the groups read (notification feeds fill in seen and read)."""
+        return groups
 
     @metered_read("slice")
     async def get_slice(self, start: int, stop: int | None) -> list[Any]:
         """Groups at positions ``start:stop``, ranked by the aggregator."""
         rows = await self.get_group_storage().get_slice(self.key, start, stop)
-        serializer = self.get_aggregated_serializer()
-        groups = [serializer.loads(data) for _, data in rows]
-        return self.get_aggregator().rank(groups)
+        groups = self.get_aggregator().rank(self._decode_rows(rows))
+        return await self._decorate(groups)
 
 
 def _fixed(plan: Plan) -> PlanFactory:

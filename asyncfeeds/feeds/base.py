@@ -14,6 +14,7 @@ from ..activity import Activity
 from ..compat import FeedNames
 from ..keys import KeyFormat
 from ..metrics import Metrics, metered_read, metered_write, process_metrics
+from ..pages import Page, check_limit, decode_cursor, encode_cursor
 from ..serializers import ActivitySerializer
 from ..storage.base import ActivityStorage, Bounds, TimelineStorage
 from ..versions import current_version, next_version
@@ -26,7 +27,7 @@ _FILTERS = {
 }
 _ORDERINGS = {"activity_id": False, "-activity_id": True}
 _PAGE = 100
-"""Activities read per round trip when a feed is walked with ``async for``."""
+"""Items read per round trip when a feed is walked with ``async for``."""
 
 
 class Feed(FeedNames):
@@ -39,6 +40,8 @@ class Feed(FeedNames):
     metrics: ClassVar[Metrics] = process_metrics
     max_activity_bytes: ClassVar[int] = 1024 * 1024
     """The largest serialised activity this feed stores; larger ones raise ``ValueError``."""
+    page_kind: ClassVar[str] = "flat"
+    """What cursors of this feed say they belong to (flat, aggregated, notification)."""
     holds_copies: ClassVar[bool] = False
     """Whether the feed keeps its own copy of activity data (updates must be fanned out)."""
 
@@ -357,19 +360,42 @@ class Feed(FeedNames):
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         """Walk the whole feed in the current order, a page at a time."""
-        async for item in self._walk():
-            yield item
-
-    async def _walk(self) -> AsyncIterator[Any]:
-        feed = self
+        cursor = None
         while True:
-            page = await feed.get_slice(0, _PAGE)
-            for item in page:
+            page = await self.page(_PAGE, cursor)
+            for item in page.items:
                 yield item
-            if len(page) < _PAGE:
+            if page.next_cursor is None:
                 return
-            beyond = "activity_id__lt" if feed._newest_first else "activity_id__gt"
-            feed = feed.filter(**{beyond: page[-1].activity_id})
+            cursor = page.next_cursor
+
+    async def page(self, limit: int = 25, cursor: str | None = None) -> Page[Any]:
+        """``limit`` activities after ``cursor`` (from the newest without one), and the
+        cursor of the next page. Walking by cursors returns every activity that stays in
+        the feed exactly once, however many arrive at the top meanwhile."""
+        limit = check_limit(limit)
+        order = "-" if self._newest_first else "+"
+        feed = self
+        if cursor is not None:
+            position = decode_cursor(cursor, self.page_kind, self.key)
+            if len(position) != 2 or position[0] != order or not isinstance(position[1], str):
+                raise ValueError("this cursor belongs to another ordering of the feed")
+            beyond = "activity_id__lt" if self._newest_first else "activity_id__gt"
+            feed = self.filter(**{beyond: position[1]})
+        rows = await feed.get_timeline_storage().get_slice(
+            feed.key,
+            0,
+            limit + 1,
+            feed._bounds,
+            feed._newest_first,
+            activity_storage=feed.get_activity_storage(),
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = None
+        if more:
+            next_cursor = encode_cursor(self.page_kind, self.key, [order, rows[-1][0]])
+        return Page(items=await self.hydrate(rows), next_cursor=next_cursor)
 
     async def _get_one(self, index: int) -> Any:
         items = await self.get_slice(index, index + 1)

@@ -7,7 +7,6 @@ from typing import Any, ClassVar
 
 from ..activity import AggregatedActivity, NotificationActivity
 from ..aggregators import BaseAggregator, NotificationAggregator
-from ..metrics import metered_read
 from ..types import Subscription
 from .aggregated import AggregatedFeed
 
@@ -20,11 +19,10 @@ class NotificationFeed(AggregatedFeed):
     max_length: ClassVar[int] = 99
     key_format: ClassVar[str] = "notification:{user_id}"
     tracks_markers: ClassVar[bool] = True
+    page_kind: ClassVar[str] = "notification"
 
-    @metered_read("slice")
-    async def get_slice(self, start: int, stop: int | None) -> list[Any]:
-        """Groups at positions ``start:stop`` with ``is_seen`` and ``is_read`` filled in."""
-        groups: list[NotificationActivity] = await super().get_slice(start, stop)
+    async def _decorate(self, groups: list[Any]) -> list[Any]:
+        """Fill in ``is_seen`` and ``is_read`` of the groups read."""
         if groups:
             states = await self.get_group_storage().marker_state(
                 self.key, [g.aggregated_id for g in groups]

@@ -231,6 +231,12 @@ class GroupStorage(Protocol):
     async def get_slice(self, key: str, start: int, stop: int | None) -> list[tuple[str, bytes]]:
         """Groups at positions ``start:stop``, highest score first."""
 
+    async def get_page(
+        self, key: str, before: tuple[int, str] | None, limit: int
+    ) -> list[tuple[str, bytes]]:
+        """Up to ``limit`` groups ordered by (score, id), highest first, strictly after
+        ``before`` (from the top if ``None``)."""
+
     async def count(self, key: str) -> int:
         """How many groups the feed holds."""
 

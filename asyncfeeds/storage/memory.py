@@ -290,6 +290,19 @@ class MemoryGroupStorage:
             return []
         return [(i, feed.data[i]) for i in feed.ordered_ids()[start:stop]]
 
+    async def get_page(
+        self, key: str, before: tuple[int, str] | None, limit: int
+    ) -> list[tuple[str, bytes]]:
+        feed = _groups.get(key)
+        if feed is None:
+            return []
+        ids = [
+            i
+            for i in feed.ordered_ids()
+            if before is None or (feed.scores[i], i) < before
+        ]
+        return [(i, feed.data[i]) for i in ids[:limit]]
+
     async def count(self, key: str) -> int:
         feed = _groups.get(key)
         return len(feed.scores) if feed else 0

@@ -312,6 +312,18 @@ class CassandraGroupStorage:
         state, groups, _ = await self._read(client, table, key)
         return [(i, groups[i]) for i in _ordered(state.scores)[start:stop] if i in groups]
 
+    async def get_page(
+        self, key: str, before: tuple[int, str] | None, limit: int
+    ) -> list[tuple[str, bytes]]:
+        client, table = self._client()
+        state, groups, _ = await self._read(client, table, key)
+        ids = [
+            i
+            for i in _ordered(state.scores)
+            if i in groups and (before is None or (state.scores[i], i) < before)
+        ]
+        return [(i, groups[i]) for i in ids[:limit]]
+
     async def count(self, key: str) -> int:
         client, table = self._client()
         state, _, _ = await self._read(client, table, key, with_groups=False)

@@ -17,7 +17,7 @@ from ..base import TOMBSTONE_LIMIT, Counts, GroupQuery, GroupSnapshot, GroupWrit
 from .connection import Command, RedisServer, get_server
 from .keys import GROUP_SUFFIXES, counts_channel, feed_key_of, feed_key_pattern, group_keys
 from .pubsub import CountsSubscription
-from .scripts import COMMIT_GROUPS, DELETE_GROUPS, MARK, READ_GROUPS
+from .scripts import COMMIT_GROUPS, DELETE_GROUPS, MARK, READ_GROUP_PAGE, READ_GROUPS
 
 DELETED_VERSION_TTL = 3600
 """Seconds a deleted feed's version outlives it, far beyond any writer's read-to-commit gap."""
@@ -114,6 +114,17 @@ class RedisGroupStorage:
         count = None if stop is None else stop - start
         (reply,) = await self.server.run([self._read(key, start, count, GroupQuery())])
         return _snapshot(reply, ()).groups
+
+    async def get_page(
+        self, key: str, before: tuple[int, str] | None, limit: int
+    ) -> list[tuple[str, bytes]]:
+        """Groups strictly after ``before`` in (score, id) order, in one round trip."""
+        keys = group_keys(key)
+        args = ["+inf", ""] if before is None else [before[0], before[1]]
+        (reply,) = await self.server.run(
+            [self.server.evalsha(READ_GROUP_PAGE, keys[:2], [*args, limit])]
+        )
+        return [(reply[i].decode(), reply[i + 1]) for i in range(0, len(reply), 2)]
 
     async def count(self, key: str) -> int:
         """How many groups the feed holds."""

@@ -255,6 +255,38 @@ return result
 """,
 )
 
+READ_GROUP_PAGE = Lua(
+    "read_group_page",
+    """
+-- KEYS: scores, groups. ARGV: the score and id the last page ended with ('+inf' and ''
+-- for the first page), how many. Returns {id, data, ...} ordered by (score, id),
+-- highest first, strictly after that position. Equal scores come in reverse id
+-- order, so the ones at or above the id were on earlier pages and are skipped.
+local top, after, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local page = {}
+local offset = 0
+while #page < 2 * limit do
+  local batch = redis.call('ZREVRANGEBYSCORE', KEYS[1], top, '-inf', 'WITHSCORES',
+    'LIMIT', offset, limit + 16)
+  if #batch == 0 then
+    break
+  end
+  for i = 1, #batch, 2 do
+    local id, score = batch[i], batch[i + 1]
+    if after == '' or tonumber(score) < tonumber(top) or id < after then
+      local data = redis.call('HGET', KEYS[2], id)
+      if data and #page < 2 * limit then
+        page[#page + 1] = id
+        page[#page + 1] = data
+      end
+    end
+  end
+  offset = offset + #batch / 2
+end
+return page
+""",
+)
+
 COMMIT_GROUPS = Lua(
     "commit_groups",
     _COUNTS_JSON
