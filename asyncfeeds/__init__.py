@@ -17,6 +17,7 @@ from .feeds.cassandra import CassandraAggregatedFeed, CassandraFeed, CassandraNo
 from .feeds.memory import MemoryAggregatedFeed, MemoryFeed, MemoryNotificationFeed
 from .feeds.notification import NotificationFeed
 from .feeds.redis import RedisAggregatedFeed, RedisFeed, RedisNotificationFeed
+from .health import ping
 from .provision import setup
 from .verbs import Verb, get_verb_by_id, register_verb
 
@@ -50,6 +51,7 @@ __all__ = [
     "aclose",
     "configure",
     "get_verb_by_id",
+    "ping",
     "register_verb",
     "setup",
 ]
