@@ -9,6 +9,7 @@
 #   bash services/cassandra.sh stop-cluster     # stop the cluster nodes this script started
 #   bash services/cassandra.sh start-secure     # one node with password auth and client TLS
 #   bash services/cassandra.sh stop-secure      # stop it
+#   bash services/cassandra.sh prepare          # only install Java and fetch the jars
 #
 # `start` installs Java 17 and Maven with apt-get when they are missing,
 # fetches Cassandra's jars from Maven Central (services/cassandra/pom.xml)
@@ -600,6 +601,14 @@ cmd_stop_cluster() {
     rm -f -- "$cluster_size_file"
 }
 
+# Java and the jars, once, before several nodes start side by side.
+cmd_prepare() {
+    local java
+    find_java
+    fetch_jars
+    log "Java and Cassandra $cassandra_version jars ready"
+}
+
 cmd_start_secure() { use_secure; start_node; }
 
 cmd_stop_secure() {
@@ -615,9 +624,10 @@ case "${1:-}" in
     start-cluster) cmd_start_cluster "${2:-2}" ;;
     stop-cluster) cmd_stop_cluster ;;
     start-secure) cmd_start_secure ;;
+    prepare) cmd_prepare ;;
     stop-secure) cmd_stop_secure ;;
     *)
-        echo "usage: $0 start|stop|status|start-cluster [N]|stop-cluster|start-secure|stop-secure" >&2
+        echo "usage: $0 start|stop|status|start-cluster [N]|stop-cluster|start-secure|stop-secure|prepare" >&2
         exit 2
         ;;
 esac

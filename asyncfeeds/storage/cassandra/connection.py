@@ -121,7 +121,7 @@ class CassandraClient:
         self._login = {k: options[k] for k in ("username", "password") if k in options}
         self._tls = dict(options) if options.get("ssl") else None
         self._session: acsylla.Session | None = None
-        self._connecting = asyncio.Lock()
+        self._connecting: asyncio.Task[acsylla.Session] | None = None
         self._prepared: dict[str, Any] = {}
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
 
@@ -135,29 +135,44 @@ class CassandraClient:
         return f"{self.keyspace}.{identifier(name, 'table')}"
 
     async def session(self) -> acsylla.Session:
-        """The connected session, opened on first use."""
+        """The connected session, opened on first use.
+
+        Callers that arrive while a connection is being opened share its outcome:
+        when nothing answers they all fail together, within the connect timeout.
+        """
         if self._session is not None:
             return self._session
-        async with self._connecting:
-            if self._session is None:
-                try:
-                    cluster = acsylla.create_cluster(
-                        self.hosts,
-                        port=self.port,
-                        connect_timeout=self.connect_timeout,
-                        request_timeout=self.request_timeout,
-                        log_level="critical",
-                        consistency=self.consistency,
-                        serial_consistency=self.serial_consistency,
-                        timestamp_gen="monotonic",
-                        retry_policy="fallthrough",
-                        **self._login,
-                        **_tls_arguments(self._tls),
-                    )
-                    self._session = await cluster.create_session()
-                except acsylla.errors.CassException as exc:
-                    raise self._unavailable(exc, None) from exc
-        return self._session
+        task = self._connecting
+        if task is None:
+            task = self._connecting = asyncio.ensure_future(self._connect())
+            task.add_done_callback(self._connected)
+        return await asyncio.shield(task)
+
+    def _connected(self, task: asyncio.Task[acsylla.Session]) -> None:
+        """Keep a new session; after a failure the next call tries again."""
+        if self._connecting is task:
+            self._connecting = None
+        if not task.cancelled() and task.exception() is None:
+            self._session = task.result()
+
+    async def _connect(self) -> acsylla.Session:
+        try:
+            cluster = acsylla.create_cluster(
+                self.hosts,
+                port=self.port,
+                connect_timeout=self.connect_timeout,
+                request_timeout=self.request_timeout,
+                log_level="critical",
+                consistency=self.consistency,
+                serial_consistency=self.serial_consistency,
+                timestamp_gen="monotonic",
+                retry_policy="fallthrough",
+                **self._login,
+                **_tls_arguments(self._tls),
+            )
+            return await cluster.create_session()
+        except acsylla.errors.CassException as exc:
+            raise self._unavailable(exc, None) from exc
 
     async def ping(self) -> None:
         """Open the session if needed and read from one node; errors as for any call."""
@@ -280,7 +295,10 @@ class CassandraClient:
         )
 
     async def close(self) -> None:
-        """Close the session, if one was opened."""
+        """Close the session, if one was opened (or stop opening it)."""
+        if self._connecting is not None:
+            self._connecting.cancel()
+            self._connecting = None
         session, self._session = self._session, None
         self._prepared.clear()
         if session is not None:
