@@ -86,7 +86,8 @@ def create_client(url: str, options: dict[str, Any] | None = None, **overrides: 
         )
         kwargs.update(overrides)
         nodes = [ClusterNode(host, port) for host, port in target.seeds]
-        return RedisCluster(startup_nodes=nodes, ssl=target.tls, **kwargs)
+        cluster: RedisCluster = RedisCluster(startup_nodes=nodes, ssl=target.tls, **kwargs)
+        return cluster
     kwargs = _options(target, overrides)
     if target.path is not None:
         kwargs.setdefault("connection_class", UnixDomainSocketConnection)
@@ -108,7 +109,7 @@ class _SeedsConnection(Connection):
         for host, port in self.seeds:
             self.host, self.port = host, port
             try:
-                await super()._connect()
+                await super()._connect()  # type: ignore[no-untyped-call]
                 return
             except (TimeoutError, OSError) as exc:
                 failures.append(f"{host}:{port} ({exc or type(exc).__name__})")
@@ -172,9 +173,10 @@ class RedisServer:
     def client(self) -> Client:
         """The running loop's client, created on first use."""
         url, options = redis_url(self.name), redis_options(self.name)
-        return cached_client(
+        client: Client = cached_client(
             "redis", self.name, lambda: create_client(url, options), close_client
         )
+        return client
 
     def pubsub(self) -> tuple[PubSub, Redis | None]:
         """A pub/sub handle and the client to close with it (``None``: the shared client's).
