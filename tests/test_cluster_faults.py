@@ -206,6 +206,7 @@ async def _cassandra_scenario() -> CassandraRecord:
         key: _feed_class(key[0], "faults-all", run, key[1]) for key in classes
     }
     probe = checkers[("flat", "QUORUM")]
+    killed = False
     try:
         await _until_whole(lambda: asyncfeeds.setup(*classes.values(), *checkers.values()), 60)
 
@@ -222,9 +223,11 @@ async def _cassandra_scenario() -> CassandraRecord:
         await asyncio.gather(*(w.run(3, soon) for w in writers.values()))  # all works before
         before = {key: list(w.failed) for key, w in writers.items()}
         kill(cassandra_pid(CASSANDRA_CLUSTER[1]), "CassandraDaemon")
+        killed = True
         deadline = time.monotonic() + OUTAGE
         await asyncio.gather(*(w.run(OUTAGE_ROUNDS, deadline) for w in writers.values()))
         await asyncio.to_thread(restart_cassandra_cluster)
+        killed = False
         await _until_whole(whole, 120)
         # New adds right away (replicas may still be catching up), then the retries.
         soon = time.monotonic() + 30
@@ -247,6 +250,8 @@ async def _cassandra_scenario() -> CassandraRecord:
         return CassandraRecord(writers, contents, expected, warned, before)
     finally:
         await asyncfeeds.aclose()
+        if killed:  # the scenario broke off: leave the cluster whole for what comes next
+            await asyncio.to_thread(restart_cassandra_cluster)
         asyncfeeds.config.reset()
 
 
@@ -436,7 +441,7 @@ def redis_master_killed() -> RedisRecord:
 def test_a_master_killed_mid_fanout_raises_storage_unavailable_at_once(redis_master_killed):
     error = redis_master_killed.first_error
     assert isinstance(error, StorageUnavailableError), repr(error)
-    assert f"127.0.0.1:{REPLICA_CLUSTER_PORTS[0]}" in str(error) or "127.0.0.1:" in str(error)
+    assert f"127.0.0.1:{redis_master_killed.killed_port}" in str(error)
     assert redis_master_killed.seconds_to_error < GIVE_UP
 
 
