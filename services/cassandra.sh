@@ -422,6 +422,9 @@ start_node() {
         local pid data_dir
         pid="$(state_get pid)"
         data_dir="$(state_get data_dir)"
+        if [[ "$(state_get port)" != "$native_port" ]]; then
+            die "$label started by this script (pid $pid) uses port $(state_get port), not $native_port; stop it first"
+        fi
         if cql_answers "$native_port"; then
             log "$label: already running (pid $pid, started by this script), CQL on $address:$native_port"
             return
