@@ -22,8 +22,12 @@ $(VENV)/.installed: pyproject.toml
 services-up:
 	bash services/redis.sh start
 	bash services/cassandra.sh start
+	bash services/cassandra.sh start-cluster 2
+	bash services/cassandra.sh start-secure
 
 services-down:
+	bash services/cassandra.sh stop-secure
+	bash services/cassandra.sh stop-cluster
 	bash services/cassandra.sh stop
 	bash services/redis.sh stop
 

@@ -17,6 +17,7 @@ from .feeds.cassandra import CassandraAggregatedFeed, CassandraFeed, CassandraNo
 from .feeds.memory import MemoryAggregatedFeed, MemoryFeed, MemoryNotificationFeed
 from .feeds.notification import NotificationFeed
 from .feeds.redis import RedisAggregatedFeed, RedisFeed, RedisNotificationFeed
+from .health import ping
 from .pages import Page
 from .provision import setup
 from .types import Counts, Subscription
@@ -55,6 +56,7 @@ __all__ = [
     "aclose",
     "configure",
     "get_verb_by_id",
+    "ping",
     "register",
     "register_verb",
     "setup",

@@ -8,7 +8,10 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-_redis: dict[str, str] = {}
+from . import cassandra_settings
+from .redis_urls import parse_redis_url
+
+_redis: dict[str, tuple[str, dict[str, Any]]] = {}
 _cassandra: dict[str, dict[str, Any]] = {}
 Closer = Callable[[Any], Awaitable[None]]
 _clients: weakref.WeakKeyDictionary[
@@ -16,37 +19,52 @@ _clients: weakref.WeakKeyDictionary[
 ] = weakref.WeakKeyDictionary()
 _retired: list[tuple[Any, Closer]] = []
 
-CASSANDRA_DEFAULTS: dict[str, Any] = {
-    "hosts": ["127.0.0.1"],
-    "port": 9042,
-    "keyspace": "asyncfeeds",
-    "consistency": "LOCAL_QUORUM",
-}
+CASSANDRA_DEFAULTS = cassandra_settings.DEFAULTS
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def configure(
-    redis: Mapping[str, str] | None = None,
+    redis: Mapping[str, str | Mapping[str, Any]] | None = None,
     cassandra: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
     """Set connection settings by name; names mentioned replace earlier ones, others stay.
 
-    Everything is checked before anything changes, so a bad call leaves the settings as they were.
+    A Redis is a URL, or a dict with ``url`` and options of the URL query's names
+    (``ssl_ca_certs``, ``password``...). Everything is checked before anything
+    changes, so a bad call leaves the settings as they were; a Cassandra
+    consistency that works only while every replica is up gives a
+    ``ConsistencyWarning``.
     """
-    for name, url in (redis or {}).items():
-        if not isinstance(url, str) or "://" not in url:
-            raise ValueError(f"redis server {name!r} needs a URL like redis://host:port/db")
+    redis_settings = {name: _redis_setting(name, value) for name, value in (redis or {}).items()}
     for name, options in (cassandra or {}).items():
         if not isinstance(options, Mapping):
             raise TypeError(f"cassandra cluster {name!r} needs a dict of options")
-        unknown = set(options) - set(CASSANDRA_DEFAULTS) - {"replication", "connect_timeout"}
-        if unknown:
-            raise ValueError(f"unknown cassandra options for {name!r}: {sorted(unknown)}")
-    for name, url in (redis or {}).items():
-        _redis[name] = url
+        cassandra_settings.check(name, options)
+    for name, setting in redis_settings.items():
+        _redis[name] = setting
         _retire("redis", name)
     for name, options in (cassandra or {}).items():
         _cassandra[name] = dict(options)
         _retire("cassandra", name)
+        cassandra_settings.warn_about(name, cassandra_settings.check(name, options))
+
+
+def _redis_setting(name: str, value: Any) -> tuple[str, dict[str, Any]]:
+    """``(url, options)`` of one Redis setting, checked (``ValueError``/``TypeError``)."""
+    if isinstance(value, Mapping):
+        options = dict(value)
+        url = options.pop("url", None)
+        if not isinstance(url, str):
+            raise TypeError(f"redis server {name!r}: a dict of options needs a 'url'")
+    elif isinstance(value, str):
+        url, options = value, {}
+    else:
+        raise TypeError(f"redis server {name!r} needs a URL like redis://host:port/db")
+    try:
+        parse_redis_url(url, options)
+    except ValueError as exc:
+        raise ValueError(f"redis server {name!r}: {exc}") from None
+    return url, options
 
 
 def _retire(kind: str, name: str) -> None:
@@ -60,8 +78,13 @@ def _retire(kind: str, name: str) -> None:
 def redis_url(name: str) -> str:
     """The URL of a configured Redis, falling back to ``ASYNCFEEDS_REDIS_URL``."""
     if name in _redis:
-        return _redis[name]
-    return os.environ.get("ASYNCFEEDS_REDIS_URL", "redis://127.0.0.1:6379/0")
+        return _redis[name][0]
+    return os.environ.get("ASYNCFEEDS_REDIS_URL") or DEFAULT_REDIS_URL
+
+
+def redis_options(name: str) -> dict[str, Any]:
+    """The options ``configure`` gave a Redis beside its URL (none for the environment's)."""
+    return dict(_redis[name][1]) if name in _redis else {}
 
 
 def redis_configured(name: str) -> bool:
@@ -69,21 +92,36 @@ def redis_configured(name: str) -> bool:
     return name in _redis or bool(os.environ.get("ASYNCFEEDS_REDIS_URL"))
 
 
+def cassandra_configured(name: str) -> bool:
+    """Whether a Cassandra of this name was configured or ``ASYNCFEEDS_CASSANDRA_HOSTS`` is set."""
+    return name in _cassandra or bool(os.environ.get("ASYNCFEEDS_CASSANDRA_HOSTS"))
+
+
+def configured_names(kind: str) -> list[str]:
+    """Names configured for ``redis`` or ``cassandra``, then those with a client in this loop."""
+    names = list(_redis if kind == "redis" else _cassandra)
+    if "default" not in names and (
+        redis_configured("default") if kind == "redis" else cassandra_configured("default")
+    ):
+        names.append("default")
+    try:
+        clients = _clients.get(asyncio.get_running_loop(), {})
+    except RuntimeError:
+        clients = {}
+    names.extend(n for k, n in clients if k == kind and n not in names)
+    return names
+
+
 def cassandra_options(name: str) -> dict[str, Any]:
-    """The options of a configured Cassandra cluster, completed from the environment."""
-    options = dict(CASSANDRA_DEFAULTS)
-    hosts = os.environ.get("ASYNCFEEDS_CASSANDRA_HOSTS")
-    if hosts:
-        options["hosts"] = [h.strip() for h in hosts.split(",") if h.strip()]
-    if os.environ.get("ASYNCFEEDS_CASSANDRA_PORT"):
-        port = os.environ["ASYNCFEEDS_CASSANDRA_PORT"]
-        if not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"ASYNCFEEDS_CASSANDRA_PORT must be a port number, got {port!r}")
-        options["port"] = int(port)
-    if os.environ.get("ASYNCFEEDS_CASSANDRA_KEYSPACE"):
-        options["keyspace"] = os.environ["ASYNCFEEDS_CASSANDRA_KEYSPACE"]
-    options.update(_cassandra.get(name, {}))
-    return options
+    """The checked options of a Cassandra cluster: configured ones over the environment's.
+
+    Every option can come from ``ASYNCFEEDS_CASSANDRA_<OPTION>`` (hosts as a comma
+    list); ``ValueError`` names a variable or option that cannot work.
+    """
+    from_env = cassandra_settings.from_environment()
+    options = {**from_env, **_cassandra.get(name, {})}
+    source = "configure and ASYNCFEEDS_CASSANDRA_* variables" if from_env else "configure"
+    return cassandra_settings.check(name, options, source)
 
 
 def cached_client(kind: str, name: str, create: Callable[[], Any], close: Closer) -> Any:

@@ -9,6 +9,14 @@
 #   standalone Redis  port ${ASYNCFEEDS_TEST_REDIS_PORT:-6390}
 #   Redis Cluster     ports ${ASYNCFEEDS_TEST_CLUSTER_PORTS:-7101 7102 7103}
 #                     (3 masters, no replicas; cluster bus on port+10000)
+#   Redis Cluster with replicas, for fault tests that kill a master:
+#                     ports ${ASYNCFEEDS_TEST_REPLICA_CLUSTER_PORTS:-7201 7202 7203 7204 7205 7206}
+#                     (3 masters and 3 replicas; node timeout
+#                     ${ASYNCFEEDS_TEST_REPLICA_CLUSTER_NODE_TIMEOUT:-3000} ms, so a
+#                     replica takes over a few seconds after its master dies)
+#
+# A cluster node that died is started again on its nodes-PORT.conf and rejoins
+# (a killed master comes back as a replica of the node that replaced it).
 #
 # A port that already answers PING is left alone and never stopped by us.
 # What this script starts is recorded by the pid files that each
@@ -23,9 +31,23 @@ STATE_DIR="$REPO_ROOT/.services/redis"
 
 HOST=127.0.0.1
 STANDALONE_PORT="${ASYNCFEEDS_TEST_REDIS_PORT:-6390}"
-read -r -a CLUSTER_PORTS <<<"${ASYNCFEEDS_TEST_CLUSTER_PORTS:-7101 7102 7103}"
+read -r -a MAIN_PORTS <<<"${ASYNCFEEDS_TEST_CLUSTER_PORTS:-7101 7102 7103}"
+read -r -a REPLICA_PORTS <<<"${ASYNCFEEDS_TEST_REPLICA_CLUSTER_PORTS:-7201 7202 7203 7204 7205 7206}"
+REPLICA_NODE_TIMEOUT="${ASYNCFEEDS_TEST_REPLICA_CLUSTER_NODE_TIMEOUT:-3000}"
 CLUSTER_WAIT="${ASYNCFEEDS_TEST_CLUSTER_WAIT:-30}"
-CLUSTER_LABEL="redis-cluster $HOST:$(IFS=,; echo "${CLUSTER_PORTS[*]}")"
+
+# The cluster the cluster functions work on, set by use_cluster main|replicas.
+CLUSTER_PORTS=() CLUSTER_REPLICAS=0 CLUSTER_NODE_TIMEOUT=5000 CLUSTER_LABEL=""
+use_cluster() {
+    if [[ $1 == main ]]; then
+        CLUSTER_PORTS=("${MAIN_PORTS[@]}") CLUSTER_REPLICAS=0 CLUSTER_NODE_TIMEOUT=5000
+        CLUSTER_LABEL="redis-cluster"
+    else
+        CLUSTER_PORTS=("${REPLICA_PORTS[@]}") CLUSTER_REPLICAS=1
+        CLUSTER_NODE_TIMEOUT=$REPLICA_NODE_TIMEOUT CLUSTER_LABEL="redis-cluster with replicas"
+    fi
+    CLUSTER_LABEL+=" $HOST:$(IFS=,; echo "${CLUSTER_PORTS[*]}")"
+}
 
 die() { echo "redis.sh: $*" >&2; exit 1; }
 
@@ -107,6 +129,7 @@ start_server() { # start_server PORT EXTRA_ARGS... : a daemonized redis-server
         --save "" --appendonly no \
         --daemonize yes \
         --dir "$STATE_DIR" \
+        --dbfilename "dump-$port.rdb" \
         --pidfile "$(pidfile "$port")" \
         --logfile "$STATE_DIR/redis-$port.log" \
         "$@" </dev/null >/dev/null 2>>"$STATE_DIR/redis-$port.log" 9<&-
@@ -163,7 +186,7 @@ start_cluster_node() { # an existing nodes-PORT.conf makes it rejoin its cluster
     start_server "$1" \
         --cluster-enabled yes \
         --cluster-config-file "nodes-$1.conf" \
-        --cluster-node-timeout 5000 \
+        --cluster-node-timeout "$CLUSTER_NODE_TIMEOUT" \
         --cluster-announce-ip "$HOST"
 }
 
@@ -171,7 +194,7 @@ create_cluster() {
     local port nodes=()
     for port in "${CLUSTER_PORTS[@]}"; do nodes+=("$HOST:$port"); done
     if ! timeout 60 redis-cli --cluster create "${nodes[@]}" \
-        --cluster-replicas 0 --cluster-yes >"$STATE_DIR/cluster-create.log" 2>&1; then
+        --cluster-replicas "$CLUSTER_REPLICAS" --cluster-yes >"$STATE_DIR/cluster-create.log" 2>&1; then
         cat "$STATE_DIR/cluster-create.log" >&2
         die "redis-cli --cluster create failed"
     fi
@@ -187,10 +210,24 @@ rebuild_cluster() { # only for nodes that are all ours: start afresh and create
     create_cluster
 }
 
-cluster_ok() { # every node says cluster_state:ok
-    local port
+cluster_ok() { # every node says cluster_state:ok and, with replicas, each master has its own
+    local port nodes
     for port in "${CLUSTER_PORTS[@]}"; do
         [[ "$(cluster_field "$port" cluster_state)" == ok ]] || return 1
+    done
+    ((CLUSTER_REPLICAS > 0)) || return 0
+    # Every node known, connected and healthy; as many replicas as planned.
+    nodes="$(cli "${CLUSTER_PORTS[0]}" cluster nodes)"
+    [[ "$(awk '$8 == "connected" && $3 !~ /fail|handshake|noaddr/' <<<"$nodes" | wc -l)" == \
+        "${#CLUSTER_PORTS[@]}" ]] || return 1
+    [[ "$(awk '$3 ~ /slave/' <<<"$nodes" | wc -l)" == \
+        "$(( ${#CLUSTER_PORTS[@]} * CLUSTER_REPLICAS / (CLUSTER_REPLICAS + 1) ))" ]] || return 1
+    # A replica can take over only once it has synced with its master.
+    for port in "${CLUSTER_PORTS[@]}"; do
+        if [[ "$(cli "$port" info replication | sed -n 's/^role://p')" == slave ]]; then
+            [[ "$(cli "$port" info replication | sed -n 's/^master_link_status://p')" == up ]] ||
+                return 1
+        fi
     done
 }
 
@@ -261,11 +298,14 @@ cmd_start() {
     ensure_installed
     mkdir -p "$STATE_DIR"
     start_standalone
+    use_cluster main
+    start_cluster
+    use_cluster replicas
     start_cluster
 }
 
 cmd_stop() {
-    local pid port stopped=()
+    local pid port cluster stopped=()
     if ! command -v redis-cli >/dev/null; then
         echo "redis: redis-cli not installed, nothing to stop"
         return
@@ -275,20 +315,24 @@ cmd_stop() {
     else
         echo "redis $HOST:$STANDALONE_PORT: nothing of ours running"
     fi
-    for port in "${CLUSTER_PORTS[@]}"; do
-        if stop_server "$port" >/dev/null; then stopped+=("$port"); fi
+    for cluster in main replicas; do
+        use_cluster "$cluster"
+        stopped=()
+        for port in "${CLUSTER_PORTS[@]}"; do
+            if stop_server "$port" >/dev/null; then stopped+=("$port"); fi
+        done
+        if ((${#stopped[@]} > 0)); then
+            echo "$CLUSTER_LABEL: stopped nodes ${stopped[*]}"
+        else
+            echo "$CLUSTER_LABEL: nothing of ours running"
+        fi
     done
-    if ((${#stopped[@]} > 0)); then
-        echo "$CLUSTER_LABEL: stopped nodes ${stopped[*]}"
-    else
-        echo "$CLUSTER_LABEL: nothing of ours running"
-    fi
     rm -rf "$STATE_DIR"
     rmdir "$(dirname "$STATE_DIR")" 2>/dev/null || true
 }
 
-cmd_status() { # exit status 0 only if the standalone Redis and the cluster are up
-    local rc=0 port
+cmd_status() { # exit status 0 only if the standalone Redis and the clusters are up
+    local rc=0 port cluster
     command -v redis-cli >/dev/null || { echo "redis: redis-cli not installed"; return 1; }
     if answers_ping "$STANDALONE_PORT"; then
         echo "redis $HOST:$STANDALONE_PORT: up ($(owner_of "$STANDALONE_PORT"))"
@@ -296,16 +340,19 @@ cmd_status() { # exit status 0 only if the standalone Redis and the cluster are 
         echo "redis $HOST:$STANDALONE_PORT: down"
         rc=1
     fi
-    for port in "${CLUSTER_PORTS[@]}"; do
-        if answers_ping "$port"; then
-            echo "redis-cluster node $HOST:$port: up ($(owner_of "$port")," \
-                "cluster_state:$(cluster_field "$port" cluster_state))"
-        else
-            echo "redis-cluster node $HOST:$port: down"
-            rc=1
-        fi
+    for cluster in main replicas; do
+        use_cluster "$cluster"
+        for port in "${CLUSTER_PORTS[@]}"; do
+            if answers_ping "$port"; then
+                echo "$CLUSTER_LABEL node $port: up ($(owner_of "$port")," \
+                    "cluster_state:$(cluster_field "$port" cluster_state))"
+            else
+                echo "$CLUSTER_LABEL node $port: down"
+                rc=1
+            fi
+        done
+        cluster_ok || rc=1
     done
-    cluster_ok || rc=1
     return "$rc"
 }
 
@@ -315,10 +362,15 @@ main() {
     *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
     esac
     [[ $STANDALONE_PORT =~ ^[0-9]+$ ]] || die "ASYNCFEEDS_TEST_REDIS_PORT must be a port number"
-    ((${#CLUSTER_PORTS[@]} >= 3)) || die "ASYNCFEEDS_TEST_CLUSTER_PORTS needs at least 3 ports"
+    ((${#MAIN_PORTS[@]} >= 3)) || die "ASYNCFEEDS_TEST_CLUSTER_PORTS needs at least 3 ports"
+    ((${#REPLICA_PORTS[@]} >= 6 && ${#REPLICA_PORTS[@]} % 2 == 0)) ||
+        die "ASYNCFEEDS_TEST_REPLICA_CLUSTER_PORTS needs an even number of ports, at least 6"
+    [[ $REPLICA_NODE_TIMEOUT =~ ^[0-9]+$ ]] ||
+        die "ASYNCFEEDS_TEST_REPLICA_CLUSTER_NODE_TIMEOUT must be milliseconds"
     local port
-    for port in "${CLUSTER_PORTS[@]}"; do
-        [[ $port =~ ^[0-9]+$ ]] || die "ASYNCFEEDS_TEST_CLUSTER_PORTS must be port numbers"
+    for port in "${MAIN_PORTS[@]}" "${REPLICA_PORTS[@]}"; do
+        [[ $port =~ ^[0-9]+$ ]] || die "ASYNCFEEDS_TEST_CLUSTER_PORTS and" \
+            "ASYNCFEEDS_TEST_REPLICA_CLUSTER_PORTS must be port numbers"
     done
     # One invocation at a time per checkout (e.g. parallel test runners).
     if command -v flock >/dev/null; then

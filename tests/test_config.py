@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 import asyncfeeds
 from asyncfeeds import config
+from asyncfeeds.cassandra_settings import ConsistencyWarning
 
 ENV = (
     "ASYNCFEEDS_REDIS_URL",
-    "ASYNCFEEDS_CASSANDRA_HOSTS",
-    "ASYNCFEEDS_CASSANDRA_PORT",
-    "ASYNCFEEDS_CASSANDRA_KEYSPACE",
+    *(f"ASYNCFEEDS_CASSANDRA_{name.upper()}" for name in config.cassandra_settings.OPTIONS),
 )
 
 
@@ -111,3 +112,118 @@ async def test_aclose_is_safe_to_call_twice():
     asyncfeeds.configure(redis={"default": "redis://127.0.0.1:6390/0"})
     await asyncfeeds.aclose()
     await asyncfeeds.aclose()
+
+
+# ------------------------------------------------------------------------- Redis options
+
+
+def test_a_redis_setting_may_be_a_url_with_options():
+    asyncfeeds.configure(redis={"tls": {"url": "rediss://h:1/0", "ssl_ca_certs": "/ca.pem",
+                                        "password": "pw"}})
+    assert config.redis_url("tls") == "rediss://h:1/0"
+    assert config.redis_options("tls") == {"ssl_ca_certs": "/ca.pem", "password": "pw"}
+    assert config.redis_options("unknown") == {}
+
+
+# ------------------------------------------------------------------------- Cassandra options
+
+SECURE_ENV = {
+    "ASYNCFEEDS_CASSANDRA_USERNAME": "app",
+    "ASYNCFEEDS_CASSANDRA_PASSWORD": "pw",
+    "ASYNCFEEDS_CASSANDRA_CONSISTENCY": "local_one",
+    "ASYNCFEEDS_CASSANDRA_SSL_VERIFY": "off",
+    "ASYNCFEEDS_CASSANDRA_REQUEST_TIMEOUT": "3.5",
+}
+
+
+def test_every_cassandra_option_has_an_environment_variable(monkeypatch, tmp_path):
+    for name, value in SECURE_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ASYNCFEEDS_CASSANDRA_SSL", "yes")
+    options = config.cassandra_options("default")
+    assert options["username"] == "app" and options["password"] == "pw"
+    assert options["consistency"] == "LOCAL_ONE"
+    assert options["ssl"] is True and options["ssl_verify"] == "none"
+    assert options["request_timeout"] == 3.5
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not checked here")
+    monkeypatch.setenv("ASYNCFEEDS_CASSANDRA_SSL_CA_CERTS", str(ca))
+    monkeypatch.delenv("ASYNCFEEDS_CASSANDRA_SSL_VERIFY")
+    options = config.cassandra_options("default")
+    assert options["ssl_verify"] == "cert"  # a CA given: the server's certificate is checked
+
+
+def test_a_bad_environment_variable_is_named(monkeypatch):
+    monkeypatch.setenv("ASYNCFEEDS_CASSANDRA_PORT", "ninety")
+    named = r"ASYNCFEEDS_CASSANDRA_\* variables\) has an invalid port 'ninety'"
+    with pytest.raises(ValueError, match=named):
+        config.cassandra_options("default")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"consistency": "ANY"}, "cannot both read and write"),
+        ({"consistency": "SERIAL"}, "cannot both read and write"),
+        ({"username": "app"}, "both username and password"),
+        ({"ssl_ca_certs": "/nowhere/ca.pem"}, "not a readable file"),
+        ({"ssl": True}, "needs ssl_ca_certs"),
+        ({"ssl_verify": True}, "ssl_verify needs TLS"),
+        ({"request_timeout": 0}, "request_timeout must be a number of seconds"),
+        ({"port": "9042x"}, "invalid port"),
+        ({"hosts": []}, "list of host names"),
+    ],
+)
+def test_cassandra_options_that_cannot_work_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        asyncfeeds.configure(cassandra={"c": options})
+    assert "c" not in config._cassandra
+
+
+def test_a_client_certificate_needs_its_key(tmp_path):
+    cert = tmp_path / "client.pem"
+    cert.write_text("x")
+    with pytest.raises(ValueError, match="both ssl_certfile and ssl_keyfile"):
+        asyncfeeds.configure(cassandra={"c": {"ssl_certfile": str(cert), "ssl_verify": False}})
+
+
+def rf(n: int) -> dict:
+    return {"class": "SimpleStrategy", "replication_factor": n}
+
+
+@pytest.mark.parametrize(
+    ("consistency", "replication", "warned"),
+    [
+        ("ONE", rf(1), []),
+        ("LOCAL_QUORUM", rf(3), []),
+        ("QUORUM", {"class": "NetworkTopologyStrategy", "dc1": 3, "dc2": 3}, []),
+        ("ONE", rf(2), ["lightweight transactions"]),
+        ("QUORUM", rf(2), ["needs every replica", "lightweight transactions"]),
+        ("ALL", rf(3), ["needs every replica"]),
+        ("THREE", rf(2), ["every request fails"]),
+        ("LOCAL_QUORUM", {"class": "NetworkTopologyStrategy", "dc1": 3, "dc2": 2},
+         ["needs every replica", "lightweight transactions"]),
+    ],
+)
+def test_configure_warns_about_consistency_that_fails_with_one_node_down(
+    consistency, replication, warned
+):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncfeeds.configure(cassandra={"c": {"consistency": consistency,
+                                              "replication": replication}})
+    messages = [str(w.message) for w in caught if w.category is ConsistencyWarning]
+    assert len(messages) == len(warned)
+    for message, expected in zip(messages, warned, strict=True):
+        assert expected in message and "'c'" in message
+    assert config.cassandra_options("c")["consistency"] == consistency  # configured anyway
+
+
+def test_names_to_ping_are_the_configured_ones_and_the_environment_default(monkeypatch):
+    asyncfeeds.configure(redis={"cache": "redis://h:1/0"}, cassandra={"main": {}})
+    assert config.configured_names("redis") == ["cache"]
+    assert config.configured_names("cassandra") == ["main"]
+    monkeypatch.setenv("ASYNCFEEDS_REDIS_URL", "redis://h:2/0")
+    monkeypatch.setenv("ASYNCFEEDS_CASSANDRA_HOSTS", "c1")
+    assert config.configured_names("redis") == ["cache", "default"]
+    assert config.configured_names("cassandra") == ["main", "default"]

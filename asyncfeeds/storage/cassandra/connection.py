@@ -1,10 +1,13 @@
 """One acsylla cluster and session per configured name, opened lazily in the running loop.
 
 The session has no keyspace (statements name ``keyspace.table``), prepared
-statements are cached per session, and driver errors that mean "nothing
-answers" become ``StorageUnavailableError`` naming the addresses. The
+statements are cached per session, and every driver error that means "the
+cluster cannot answer this now" (no host, timeouts, unavailable replicas,
+overload, a conditional write of unknown outcome) becomes
+``StorageUnavailableError`` naming the consistency and the addresses. The
 fallthrough retry policy lets the server's own reason through (say "Cannot
 achieve consistency level THREE") instead of a generic "no hosts available".
+One request timeout bounds reads and writes alike.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from ... import config
+from ...cassandra_settings import SSL_VERIFY
 from ...exceptions import AsyncFeedsError, StorageUnavailableError
 
 try:
@@ -26,25 +30,63 @@ T = TypeVar("T")
 
 MAX_IN_FLIGHT = 128
 """Statements one client runs at once; fanout of a chunk queues behind this bound."""
+CONNECT_TIMEOUT = 5.0
+"""Seconds to open a connection (TCP, TLS, protocol and login) to one node."""
+REQUEST_TIMEOUT = 5.0
+"""Seconds one node has to answer a read or a write, whatever it waits for."""
+SCHEMA_TIMEOUT = 60.0
+"""Seconds a schema change may take (it waits for every node to agree)."""
 
-_UNAVAILABLE = (
+_UNKNOWN_OUTCOME: tuple[type[Exception], ...] = (
     ()
     if acsylla is None
     else (
+        acsylla.errors.CassErrorLibRequestTimedOut,
+        acsylla.errors.CassErrorServerWriteTimeout,
+        acsylla.errors.CassErrorServerWriteFailure,
+    )
+)
+"""Errors after which a write may or may not have been applied."""
+_UNAVAILABLE: tuple[type[Exception], ...] = (
+    ()
+    if acsylla is None
+    else (
+        *_UNKNOWN_OUTCOME,
         acsylla.errors.CassErrorLibNoHostsAvailable,
         acsylla.errors.CassErrorLibUnableToConnect,
-        acsylla.errors.CassErrorLibRequestTimedOut,
+        acsylla.errors.CassErrorLibUnableToDetermineProtocol,
+        acsylla.errors.CassErrorLibHostResolution,
+        acsylla.errors.CassErrorLibNoStreams,
+        acsylla.errors.CassErrorLibRequestQueueFull,
+        acsylla.errors.CassErrorLibWriteError,
+        acsylla.errors.CassErrorLibUnableToSetKeyspace,
         acsylla.errors.CassErrorServerUnavailable,
         acsylla.errors.CassErrorServerOverloaded,
         acsylla.errors.CassErrorServerIsBootstrapping,
+        acsylla.errors.CassErrorServerReadTimeout,
+        acsylla.errors.CassErrorServerReadFailure,
+        acsylla.errors.CassErrorServerTruncateError,
+        acsylla.errors.CassErrorServerServerError,
+        acsylla.errors.CassErrorServerBadCredentials,
+        acsylla.errors.CassErrorSourceSsl,
+        acsylla.errors.CassExceptionConnectionError,
     )
 )
+"""Errors meaning the cluster cannot answer now (usage errors such as bad CQL stay as they are)."""
 _SERIAL_FOR = {"QUORUM", "ALL", "EACH_QUORUM"}
 _OPTION_VALUE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
 class CassandraSchemaError(AsyncFeedsError, RuntimeError):
     """A keyspace or table is missing: ``await asyncfeeds.setup(FeedClass)`` creates it."""
+
+
+class OutcomeUnknownError(StorageUnavailableError):
+    """A write timed out after reaching the cluster: it may or may not have been applied.
+
+    Retrying the same write is safe where the write is idempotent; a conditional
+    write can be resolved by reading at serial consistency.
+    """
 
 
 def consistency_level(name: Any) -> acsylla.Consistency:
@@ -59,21 +101,14 @@ class CassandraClient:
     """A lazily connected acsylla session with its prepared statements and settings."""
 
     def __init__(self, name: str, options: dict[str, Any]) -> None:
+        """``options`` as ``config.cassandra_options`` returns them (checked and complete)."""
         if acsylla is None:
             raise AsyncFeedsError(
                 "Cassandra feeds need the acsylla driver: pip install 'asyncfeeds[cassandra]'"
             )
-        hosts = options["hosts"]
-        if isinstance(hosts, str):
-            hosts = [h.strip() for h in hosts.split(",") if h.strip()]
-        if not hosts or not all(isinstance(h, str) and h for h in hosts):
-            raise ValueError(f"cassandra cluster {name!r} needs a list of host names")
-        port = options["port"]
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            raise ValueError(f"cassandra cluster {name!r} has an invalid port {port!r}")
         self.name = name
-        self.hosts: list[str] = list(hosts)
-        self.port: int = port
+        self.hosts: list[str] = list(options["hosts"])
+        self.port: int = options["port"]
         self.keyspace: str = identifier(options["keyspace"], "keyspace")
         self.consistency = consistency_level(options["consistency"])
         serial = "SERIAL" if self.consistency.name in _SERIAL_FOR else "LOCAL_SERIAL"
@@ -81,9 +116,12 @@ class CassandraClient:
         self.replication_cql = replication_cql(
             options.get("replication") or {"class": "SimpleStrategy", "replication_factor": 1}
         )
-        self.connect_timeout = float(options.get("connect_timeout", 5.0))
+        self.connect_timeout = float(options.get("connect_timeout", CONNECT_TIMEOUT))
+        self.request_timeout = float(options.get("request_timeout", REQUEST_TIMEOUT))
+        self._login = {k: options[k] for k in ("username", "password") if k in options}
+        self._tls = dict(options) if options.get("ssl") else None
         self._session: acsylla.Session | None = None
-        self._connecting = asyncio.Lock()
+        self._connecting: asyncio.Task[acsylla.Session] | None = None
         self._prepared: dict[str, Any] = {}
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
 
@@ -97,27 +135,50 @@ class CassandraClient:
         return f"{self.keyspace}.{identifier(name, 'table')}"
 
     async def session(self) -> acsylla.Session:
-        """The connected session, opened on first use."""
+        """The connected session, opened on first use.
+
+        Callers that arrive while a connection is being opened share its outcome:
+        when nothing answers they all fail together, within the connect timeout.
+        """
         if self._session is not None:
             return self._session
-        async with self._connecting:
-            if self._session is None:
-                cluster = acsylla.create_cluster(
-                    self.hosts,
-                    port=self.port,
-                    connect_timeout=self.connect_timeout,
-                    request_timeout=12.0,
-                    log_level="critical",
-                    consistency=self.consistency,
-                    serial_consistency=self.serial_consistency,
-                    timestamp_gen="monotonic",
-                    retry_policy="fallthrough",
-                )
-                try:
-                    self._session = await cluster.create_session()
-                except acsylla.errors.CassException as exc:
-                    raise self._unavailable(exc) from None
-        return self._session
+        task = self._connecting
+        if task is None:
+            task = self._connecting = asyncio.ensure_future(self._connect())
+            task.add_done_callback(self._connected)
+        return await asyncio.shield(task)
+
+    def _connected(self, task: asyncio.Task[acsylla.Session]) -> None:
+        """Keep a new session; after a failure the next call tries again."""
+        if self._connecting is task:
+            self._connecting = None
+        if not task.cancelled() and task.exception() is None:
+            self._session = task.result()
+
+    async def _connect(self) -> acsylla.Session:
+        try:
+            cluster = acsylla.create_cluster(
+                self.hosts,
+                port=self.port,
+                connect_timeout=self.connect_timeout,
+                request_timeout=self.request_timeout,
+                log_level="critical",
+                consistency=self.consistency,
+                serial_consistency=self.serial_consistency,
+                timestamp_gen="monotonic",
+                retry_policy="fallthrough",
+                **self._login,
+                **_tls_arguments(self._tls),
+            )
+            return await cluster.create_session()
+        except acsylla.errors.CassException as exc:
+            raise self._unavailable(exc, None) from exc
+
+    async def ping(self) -> None:
+        """Open the session if needed and read from one node; errors as for any call."""
+        await self.execute(
+            "SELECT release_version FROM system.local", consistency=acsylla.Consistency.ONE
+        )
 
     async def prepare(self, cql: str) -> Any:
         """A prepared statement for ``cql``, prepared once per session."""
@@ -134,7 +195,7 @@ class CassandraClient:
                     ) from None
                 raise
             except _UNAVAILABLE as exc:
-                raise self._unavailable(exc) from None
+                raise self._unavailable(exc, None) from exc
             self._prepared[cql] = prepared
         return prepared
 
@@ -152,19 +213,28 @@ class CassandraClient:
         statement = prepared(
             list(params), page_size=page_size, page_state=page_state, consistency=consistency
         )
-        return await self.run(self._session.execute(statement))  # type: ignore[union-attr]
+        return await self.run(
+            self._session.execute(statement),  # type: ignore[union-attr]
+            consistency,
+            write=not cql.lstrip()[:6].upper() == "SELECT",
+            conditional=" IF " in cql.upper(),
+        )
 
     async def execute_batch(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> Any:
         """Run statements as one unlogged batch (callers keep it within one partition)."""
         batch = acsylla.create_batch_unlogged()
         for cql, params in statements:
             batch.add_statement((await self.prepare(cql))(list(params)))
-        return await self.run(self._session.execute_batch(batch))  # type: ignore[union-attr]
+        return await self.run(
+            self._session.execute_batch(batch), write=True  # type: ignore[union-attr]
+        )
 
     async def execute_schema_change(self, cql: str) -> None:
         """Run a DDL statement (it has no parameters; the driver waits for schema agreement)."""
         session = await self.session()
-        await self.run(session.execute(acsylla.create_statement(cql)))
+        await self.run(
+            session.execute(acsylla.create_statement(cql, timeout=SCHEMA_TIMEOUT)), write=True
+        )
 
     async def rows(
         self,
@@ -185,26 +255,81 @@ class CassandraClient:
                 return rows
             state = result.page_state()
 
-    async def run(self, call: Awaitable[T]) -> T:
-        """Await a driver call within the in-flight bound, translating unavailability."""
+    async def run(
+        self,
+        call: Awaitable[T],
+        consistency: acsylla.Consistency | None = None,
+        *,
+        write: bool = False,
+        conditional: bool = False,
+    ) -> T:
+        """Await a driver call within the in-flight bound, translating unavailability.
+
+        A write that timed out raises ``OutcomeUnknownError``: it may have been applied.
+        """
         async with self._in_flight:
             try:
                 return await call
             except _UNAVAILABLE as exc:
-                raise self._unavailable(exc) from None
+                raise self._unavailable(exc, consistency, write, conditional) from exc
 
-    def _unavailable(self, exc: Exception) -> StorageUnavailableError:
-        return StorageUnavailableError(
-            f"Cassandra cluster {self.name!r} at {self.address} is unavailable "
-            f"(consistency {self.consistency.name}): {exc}"
+    def _unavailable(
+        self,
+        exc: Exception,
+        consistency: acsylla.Consistency | None,
+        write: bool = False,
+        conditional: bool = False,
+    ) -> StorageUnavailableError:
+        """The error to raise for a driver error: which, at what consistency, on which hosts."""
+        level = (consistency or self.consistency).name
+        if conditional:
+            level += f", serial {self.serial_consistency.name}"
+        unknown = write and (
+            isinstance(exc, _UNKNOWN_OUTCOME) or "CAS operation result is unknown" in str(exc)
+        )
+        error = OutcomeUnknownError if unknown else StorageUnavailableError
+        what = "did not confirm the write" if unknown else "is unavailable"
+        return error(
+            f"Cassandra cluster {self.name!r} at {self.address} {what} "
+            f"(consistency {level}): {type(exc).__name__}: {exc}"
         )
 
     async def close(self) -> None:
-        """Close the session, if one was opened."""
+        """Close the session, if one was opened (or stop opening it)."""
+        if self._connecting is not None:
+            self._connecting.cancel()
+            self._connecting = None
         session, self._session = self._session, None
         self._prepared.clear()
         if session is not None:
             await session.close()
+
+
+def _tls_arguments(options: dict[str, Any] | None) -> dict[str, Any]:
+    """acsylla's TLS arguments: PEM contents read from the configured files."""
+    if options is None:
+        return {}
+
+    def read(key: str) -> str | None:
+        path = options.get(key)
+        if path is None:
+            return None
+        with open(path, encoding="ascii") as file:
+            return file.read()
+
+    arguments: dict[str, Any] = {
+        "ssl_enabled": True,
+        "ssl_verify_flags": SSL_VERIFY[options.get("ssl_verify", "cert")],
+    }
+    for key, argument in (
+        ("ssl_ca_certs", "ssl_trusted_cert"),
+        ("ssl_certfile", "ssl_cert"),
+        ("ssl_keyfile", "ssl_private_key"),
+    ):
+        content = read(key)
+        if content is not None:
+            arguments[argument] = content
+    return arguments
 
 
 def get_client(name: str) -> CassandraClient:

@@ -33,7 +33,7 @@ from ...keys import KeyFormat
 from ...types import Subscription
 from ..base import TOMBSTONE_LIMIT, Counts, GroupQuery, GroupSnapshot, GroupWrite, IndexEntry
 from . import registry
-from .connection import CassandraClient, acsylla, get_client
+from .connection import CassandraClient, OutcomeUnknownError, acsylla, get_client
 from .pubsub import CountsNotifier
 
 MAX_MARK_ATTEMPTS = 200
@@ -293,13 +293,15 @@ class CassandraGroupStorage:
         params: list[Any],
         token: int,
     ) -> bool:
-        """Run one ``IF version = ?`` update; after a timeout, a serial read tells the outcome."""
+        """Run one ``IF version = ?`` update; after a timeout, a serial read tells the outcome.
+
+        The read waits for the unfinished Paxos round to complete, so it shows this
+        write's token exactly when the write was applied; if it fails too, the
+        caller gets ``StorageUnavailableError`` (a retry of the same call is exact).
+        """
         try:
             result = await client.execute(cql, params)
-        except (
-            acsylla.errors.CassErrorServerWriteTimeout,
-            acsylla.errors.CassErrorServerReadTimeout,
-        ):
+        except OutcomeUnknownError:
             state, _, _ = await self._read(
                 client, table, key, with_groups=False, consistency=client.serial_consistency
             )

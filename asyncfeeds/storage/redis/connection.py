@@ -11,52 +11,57 @@ import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import ConnectionPool, Redis, RedisCluster
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
     ClusterDownError,
     NoScriptError,
     RedisClusterException,
+    ResponseError,
     SlotNotCoveredError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from ...config import cached_client, redis_url
+from ...config import cached_client, redis_options, redis_url
 from ...exceptions import StorageUnavailableError
+from ...redis_urls import CLUSTER_SCHEMES, RedisTarget, parse_redis_url
 from .scripts import Lua
+
+__all__ = ["CLUSTER_SCHEMES", "RedisServer", "create_client", "get_server"]
 
 Client = Redis | RedisCluster
 Command = tuple[Any, ...]
 
-CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 CONNECT_TIMEOUT = 2.0
 """Seconds to wait for a TCP connect; with one retry an unreachable server fails in ~4 s."""
-SOCKET_TIMEOUT = 10.0
+SOCKET_TIMEOUT = 5.0
 """Seconds to wait for a reply; a hung server raises instead of blocking forever."""
 
 _scripts: weakref.WeakKeyDictionary[Any, dict[str, AsyncScript]] = weakref.WeakKeyDictionary()
 
 
 def is_cluster_url(url: str) -> bool:
-    """Whether ``url`` names a Redis Cluster (``redis+cluster://host:port``)."""
-    return urlsplit(url).scheme in CLUSTER_SCHEMES
+    """Whether ``url`` names a Redis Cluster (``redis+cluster://host:port,...``)."""
+    return url.split("://", 1)[0].lower() in CLUSTER_SCHEMES
 
 
 def address_of(url: str) -> str:
-    """``host:port`` (or the socket path) of a Redis URL, for error messages."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return parts.path
-    return f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}"
+    """``host:port`` of every seed (or the socket path) of a Redis URL, for error messages."""
+    try:
+        return parse_redis_url(url).address
+    except ValueError:
+        return url
 
 
-def _options(**overrides: Any) -> dict[str, Any]:
+def _options(target: RedisTarget, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Client arguments: our bounded defaults, then the URL's and configure's options."""
     options: dict[str, Any] = {
         "socket_connect_timeout": CONNECT_TIMEOUT,
         "socket_timeout": SOCKET_TIMEOUT,
@@ -64,32 +69,70 @@ def _options(**overrides: Any) -> dict[str, Any]:
         "lib_name": None,
         "lib_version": None,
     }
+    options.update(target.options)
     options.update(overrides)
     return options
 
 
-def create_client(url: str, **overrides: Any) -> Client:
-    """A new, not yet connected client for ``url``; URL query options win over the defaults."""
-    scheme = urlsplit(url).scheme
-    if scheme in CLUSTER_SCHEMES:
-        plain = CLUSTER_SCHEMES[scheme] + url[len(scheme) :]
-        return RedisCluster.from_url(
-            plain,
-            **_options(
-                cluster_error_retry_attempts=1, connection_error_retry_attempts=1, **overrides
-            ),
+def create_client(url: str, options: dict[str, Any] | None = None, **overrides: Any) -> Client:
+    """A new, not yet connected client for ``url`` and ``configure`` ``options``.
+
+    ``overrides`` go to redis-py as they are (say a ``connection_class`` in tests).
+    """
+    target = parse_redis_url(url, options)
+    if target.cluster:
+        kwargs = _options(
+            target, {"cluster_error_retry_attempts": 1, "connection_error_retry_attempts": 1}
         )
-    if scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(f"unsupported Redis URL scheme {scheme!r} in {url!r}")
-    return Redis.from_url(url, **_options(**overrides))
+        kwargs.update(overrides)
+        nodes = [ClusterNode(host, port) for host, port in target.seeds]
+        cluster: RedisCluster = RedisCluster(startup_nodes=nodes, ssl=target.tls, **kwargs)
+        return cluster
+    kwargs = _options(target, overrides)
+    if target.path is not None:
+        kwargs.setdefault("connection_class", UnixDomainSocketConnection)
+        kwargs["path"] = target.path
+    else:
+        kwargs.setdefault("connection_class", SSLConnection if target.tls else Connection)
+        kwargs["host"], kwargs["port"] = target.seeds[0]
+    return Redis.from_pool(ConnectionPool(**kwargs))
 
 
-def create_pubsub_client(url: str) -> Redis:
-    """A plain client for pub/sub; for a cluster, one connected to its seed node."""
-    scheme = urlsplit(url).scheme
-    if scheme in CLUSTER_SCHEMES:
-        url = CLUSTER_SCHEMES[scheme] + url[len(scheme) :]
-    return Redis.from_url(url, **_options())
+class _SeedsConnection(Connection):
+    """A connection that tries each seed of a cluster URL in turn until one accepts it."""
+
+    seeds: tuple[tuple[str, int], ...] = ()
+
+    async def _connect(self) -> None:
+        # redis-py's connect() retries and wraps errors around this per-address step.
+        failures = []
+        for host, port in self.seeds:
+            self.host, self.port = host, port
+            try:
+                await super()._connect()  # type: ignore[no-untyped-call]
+                return
+            except (TimeoutError, OSError) as exc:
+                failures.append(f"{host}:{port} ({exc or type(exc).__name__})")
+        raise OSError(f"no seed node answered: {', '.join(failures)}")
+
+
+class _SeedsSSLConnection(_SeedsConnection, SSLConnection):
+    """``_SeedsConnection`` over TLS."""
+
+
+def create_pubsub_client(url: str, options: dict[str, Any] | None = None) -> Redis:
+    """A plain client for pub/sub; for a cluster, one that connects to the first live seed.
+
+    Classic pub/sub messages reach every node of a cluster, so any node will do.
+    """
+    target = parse_redis_url(url, options)
+    if not target.cluster:
+        return create_client(url, options)  # type: ignore[return-value]
+    base = _SeedsSSLConnection if target.tls else _SeedsConnection
+    seeded = type(base.__name__, (base,), {"seeds": target.seeds})
+    kwargs = _options(target, {"connection_class": seeded})
+    kwargs["host"], kwargs["port"] = target.seeds[0]
+    return Redis.from_pool(ConnectionPool(**kwargs))
 
 
 async def close_client(client: Client) -> None:
@@ -115,11 +158,11 @@ class RedisServer:
         self.name = name
 
     def __repr__(self) -> str:
-        return f"<RedisServer {self.name!r} {address_of(redis_url(self.name))}>"
+        return f"<RedisServer {self.name!r} {self.address}>"
 
     @property
     def address(self) -> str:
-        """``host:port`` of the configured server (or cluster seed node)."""
+        """``host:port`` of the configured server (every seed node of a cluster)."""
         return address_of(redis_url(self.name))
 
     @property
@@ -129,20 +172,32 @@ class RedisServer:
 
     def client(self) -> Client:
         """The running loop's client, created on first use."""
-        url = redis_url(self.name)
-        return cached_client("redis", self.name, lambda: create_client(url), close_client)
+        url, options = redis_url(self.name), redis_options(self.name)
+        client: Client = cached_client(
+            "redis", self.name, lambda: create_client(url, options), close_client
+        )
+        return client
 
     def pubsub(self) -> tuple[PubSub, Redis | None]:
         """A pub/sub handle and the client to close with it (``None``: the shared client's).
 
-        On a cluster the handle talks to the seed node: classic pub/sub messages
-        reach every node, so any node will do.
+        On a cluster the handle talks to the first seed node that answers: classic
+        pub/sub messages reach every node, so any node will do.
         """
         url = redis_url(self.name)
         if not is_cluster_url(url):
             return self.client().pubsub(), None  # type: ignore[union-attr]
-        client = create_pubsub_client(url)
+        client = create_pubsub_client(url, redis_options(self.name))
         return client.pubsub(), client
+
+    async def ping(self) -> None:
+        """Ask the server (every primary of a cluster) to answer; errors as for any call."""
+        client = self.client()
+        with self.errors():
+            if isinstance(client, RedisCluster):
+                await client.ping(target_nodes=RedisCluster.PRIMARIES)
+            else:
+                await client.ping()
 
     @contextmanager
     def errors(self) -> Iterator[None]:
@@ -157,6 +212,14 @@ class RedisServer:
             if _is_connect_failure(exc):
                 raise StorageUnavailableError(
                     f"Redis Cluster {self.name!r} at {self.address} is unavailable: {exc}"
+                ) from exc
+            raise
+        except ResponseError as exc:
+            if "DB index is out of range" in str(exc):  # sent by SELECT when connecting
+                raise StorageUnavailableError(
+                    f"Redis {self.name!r} at {self.address} refused database "
+                    f"{redis_options_db(self.name)}: {exc} (the server has fewer databases; "
+                    f"check the /db part of the URL)"
                 ) from exc
             raise
 
@@ -227,6 +290,14 @@ async def _pipeline(client: Client, commands: Sequence[Command]) -> list[Any]:
     for args in commands:
         pipe.execute_command(*args)
     return await pipe.execute(raise_on_error=False)
+
+
+def redis_options_db(name: str) -> int:
+    """The database number a configured Redis name selects."""
+    try:
+        return int(parse_redis_url(redis_url(name), redis_options(name)).options.get("db", 0))
+    except ValueError:
+        return 0
 
 
 _servers: dict[str, RedisServer] = {}
