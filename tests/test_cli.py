@@ -157,9 +157,9 @@ def test_a_module_failing_on_import_is_a_one_line_error(tmp_path):
     ("args", "env", "message"),
     [
         (["demo", "--backend", "redis"], {"ASYNCFEEDS_REDIS_URL": "nonsense"},
-         "unsupported Redis URL scheme"),
+         "a Redis URL like redis://host:port/db is needed, got 'nonsense'"),
         (["demo", "--backend", "cassandra"], {"ASYNCFEEDS_CASSANDRA_PORT": "abc"},
-         "ASYNCFEEDS_CASSANDRA_PORT must be a port number, got 'abc'"),
+         "ASYNCFEEDS_CASSANDRA_PORT='abc' cannot be used"),
         (["worker", "--manager", "asyncfeeds:Manager", "--priority", "high"],
          {"ASYNCFEEDS_REDIS_URL": "redis+cluster://127.0.0.1:7101"},
          "is a Redis Cluster (redis+cluster://127.0.0.1:7101); set ASYNCFEEDS_QUEUE_URL"),

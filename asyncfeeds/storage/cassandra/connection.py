@@ -281,7 +281,11 @@ class CassandraClient:
         conditional: bool = False,
     ) -> StorageUnavailableError:
         """The error to raise for a driver error: which, at what consistency, on which hosts."""
-        level = (consistency or self.consistency).name
+        level = self.consistency.name
+        if consistency is not None and consistency.name.endswith("SERIAL"):
+            level += f", serial {consistency.name}"
+        elif consistency is not None:
+            level = consistency.name
         if conditional:
             level += f", serial {self.serial_consistency.name}"
         unknown = write and (
