@@ -119,15 +119,7 @@ def cassandra_options(name: str) -> dict[str, Any]:
     list); ``ValueError`` names a variable or option that cannot work.
     """
     from_env = cassandra_settings.from_environment()
-    configured = _cassandra.get(name, {})
-    for option, value in from_env.items():
-        if option not in configured:
-            try:
-                cassandra_settings.check(name, {option: value}, "environment")
-            except ValueError as error:
-                variable = cassandra_settings.ENV_PREFIX + option.upper()
-                raise ValueError(f"{variable}={value!r} cannot be used: {error}") from None
-    options = {**from_env, **configured}
+    options = {**from_env, **_cassandra.get(name, {})}
     source = "configure and ASYNCFEEDS_CASSANDRA_* variables" if from_env else "configure"
     return cassandra_settings.check(name, options, source)
 

@@ -159,7 +159,7 @@ def test_a_module_failing_on_import_is_a_one_line_error(tmp_path):
         (["demo", "--backend", "redis"], {"ASYNCFEEDS_REDIS_URL": "nonsense"},
          "a Redis URL like redis://host:port/db is needed, got 'nonsense'"),
         (["demo", "--backend", "cassandra"], {"ASYNCFEEDS_CASSANDRA_PORT": "abc"},
-         "ASYNCFEEDS_CASSANDRA_PORT='abc' cannot be used"),
+         "ASYNCFEEDS_CASSANDRA_* variables) has an invalid port 'abc'"),
         (["worker", "--manager", "asyncfeeds:Manager", "--priority", "high"],
          {"ASYNCFEEDS_REDIS_URL": "redis+cluster://127.0.0.1:7101"},
          "is a Redis Cluster (redis+cluster://127.0.0.1:7101); set ASYNCFEEDS_QUEUE_URL"),

@@ -7,7 +7,7 @@ from conftest import BACKENDS, Like, make_activity
 from redis.crc import key_slot
 
 from asyncfeeds.storage.redis import get_server
-from asyncfeeds.storage.redis.keys import ACTIVITY_SHARDS, feed_key_pattern
+from asyncfeeds.storage.redis.keys import ACTIVITY_SHARDS, activity_bucket, feed_key_pattern
 
 REDIS_BACKENDS = [b for b in BACKENDS if b in ("redis", "redis-cluster")]
 pytestmark = pytest.mark.parametrize("backend", REDIS_BACKENDS, indirect=True)
@@ -44,21 +44,24 @@ async def test_all_keys_of_one_feed_share_one_slot(backend):
         assert len({slot(k) for k in keys}) == 5  # different feeds spread
 
 
-async def test_activity_shards_spread_over_slots_and_flush_removes_them(backend):
+async def test_activity_hashes_by_time_bucket_spread_over_slots_and_flush_removes_them(backend):
     feed_class = backend.feed(max_length=500)
-    activities = [make_activity(n) for n in range(300)]
+    activities = [make_activity(n) for n in range(300)]  # five hours: two or three buckets
     await feed_class(1).add_many(activities)
     storage = feed_class.get_activity_storage()
-    shard_keys = await get_server("default").scan(f"{{{storage.prefix}:*}}:activities")
-    assert len(shard_keys) > 100 and len(shard_keys) <= ACTIVITY_SHARDS
-    assert len({slot(k) for k in shard_keys}) > len(shard_keys) // 2
+    data_keys = [k for k in await storage.keys() if k.endswith(":a")]
+    buckets = {activity_bucket(a.activity_id) for a in activities}
+    assert {k.split(":")[-3] for k in data_keys} == buckets
+    assert len(data_keys) == len(buckets) * ACTIVITY_SHARDS
+    assert len({slot(k) for k in data_keys}) > len(data_keys) // 2
     if backend.name == "redis-cluster":
         client = get_server("default").client()
-        assert len({client.get_node_from_key(k).name for k in shard_keys}) == 3
+        assert len({client.get_node_from_key(k).name for k in data_keys}) == 3
     assert len(await storage.get_many([a.activity_id for a in activities])) == 300
+    assert await storage.count() == 300
     await feed_class.flush()
     assert await keys_of(feed_class) == []
-    assert await get_server("default").scan(f"{{{storage.prefix}:*}}:activities") == []
+    assert await storage.keys() == []
 
 
 async def test_flush_of_one_class_leaves_other_prefixes(backend):

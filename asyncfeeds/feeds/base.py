@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from datetime import timedelta
 from typing import Any, ClassVar, NoReturn
 
 from ..activity import Activity
@@ -37,6 +38,9 @@ class Feed(FeedNames):
     max_length: ClassVar[int] = 100
     activity_class: ClassVar[type[Activity]] = Activity
     activity_key_prefix: ClassVar[str] = "activity"
+    activity_ttl: ClassVar[timedelta | None] = None
+    """How long activity data and feed entries are kept after the activity's time;
+    ``None`` keeps them until trims, removals and deletes let go of them."""
     metrics: ClassVar[Metrics] = process_metrics
     max_activity_bytes: ClassVar[int] = 1024 * 1024
     """The largest serialised activity this feed stores; larger ones raise ``ValueError``."""
@@ -74,6 +78,16 @@ class Feed(FeedNames):
     def get_activity_storage(cls) -> ActivityStorage:
         """The activity storage of this feed class (bound by the backend subclass)."""
         raise NotImplementedError(f"{cls.__name__} is not bound to a storage backend")
+
+    @classmethod
+    def ttl_seconds(cls) -> int | None:
+        """``activity_ttl`` in whole seconds (at least 1), or ``None``."""
+        ttl = cls.activity_ttl
+        if ttl is None:
+            return None
+        if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
+            raise TypeError(f"{cls.__name__}.activity_ttl must be a positive timedelta or None")
+        return max(1, int(ttl.total_seconds()))
 
     @classmethod
     def activity_storage_identity(cls) -> tuple[Any, ...]:
@@ -270,7 +284,6 @@ class Feed(FeedNames):
             {self.key: entries},
             self.max_length if trim else None,
             version,
-            activity_storage=self.get_activity_storage(),
         )
         return added[self.key]
 
@@ -388,7 +401,6 @@ class Feed(FeedNames):
             limit + 1,
             feed._bounds,
             feed._newest_first,
-            activity_storage=feed.get_activity_storage(),
         )
         more = len(rows) > limit
         rows = rows[:limit]
@@ -412,7 +424,6 @@ class Feed(FeedNames):
             stop,
             self._bounds,
             self._newest_first,
-            activity_storage=self.get_activity_storage(),
         )
         return await self.hydrate(rows)
 

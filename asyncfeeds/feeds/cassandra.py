@@ -27,13 +27,17 @@ from .notification import NotificationFeed
 
 
 @lru_cache(maxsize=1024)
-def _timelines(cluster: str, table: str, key_prefix: str) -> CassandraTimelineStorage:
-    return CassandraTimelineStorage(cluster, table, key_prefix)
+def _activities(
+    cluster: str, table: str, prefix: str, ttl: int | None
+) -> CassandraActivityStorage:
+    return CassandraActivityStorage(cluster, table, prefix, ttl)
 
 
 @lru_cache(maxsize=1024)
-def _activities(cluster: str, table: str, prefix: str) -> CassandraActivityStorage:
-    return CassandraActivityStorage(cluster, table, prefix)
+def _timelines(
+    cluster: str, table: str, key_prefix: str, activities: CassandraActivityStorage
+) -> CassandraTimelineStorage:
+    return CassandraTimelineStorage(cluster, table, key_prefix, activities)
 
 
 @lru_cache(maxsize=1024)
@@ -55,12 +59,15 @@ class _CassandraBinding:
     @classmethod
     def get_timeline_storage(cls) -> TimelineStorage:
         table = identifier(cls.timeline_table, "table")
-        return _timelines(cls.cassandra_cluster, table, cls.key_prefix())  # type: ignore[attr-defined]
+        activities = cls.get_activity_storage()
+        return _timelines(cls.cassandra_cluster, table, cls.key_prefix(), activities)  # type: ignore[attr-defined,arg-type]
 
     @classmethod
     def get_activity_storage(cls) -> ActivityStorage:
         table = identifier(cls.activity_table, "table")
-        return _activities(cls.cassandra_cluster, table, cls.activity_key_prefix)  # type: ignore[attr-defined]
+        return _activities(
+            cls.cassandra_cluster, table, cls.activity_key_prefix, cls.ttl_seconds()  # type: ignore[attr-defined]
+        )
 
     @classmethod
     def activity_storage_identity(cls) -> tuple[Any, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from ..storage.base import ActivityStorage, GroupStorage, TimelineStorage
@@ -10,8 +11,17 @@ from .aggregated import AggregatedFeed
 from .base import Feed
 from .notification import NotificationFeed
 
-_timelines = MemoryTimelineStorage()
 _groups = MemoryGroupStorage()
+
+
+@lru_cache(maxsize=1024)
+def _activities(prefix: str, ttl: int | None) -> MemoryActivityStorage:
+    return MemoryActivityStorage(prefix, ttl)
+
+
+@lru_cache(maxsize=1024)
+def _timelines(prefix: str, ttl: int | None) -> MemoryTimelineStorage:
+    return MemoryTimelineStorage(_activities(prefix, ttl))
 
 
 class _MemoryBinding:
@@ -19,7 +29,7 @@ class _MemoryBinding:
 
     @classmethod
     def get_timeline_storage(cls) -> TimelineStorage:
-        return _timelines
+        return _timelines(cls.activity_key_prefix, cls.ttl_seconds())  # type: ignore[attr-defined]
 
     @classmethod
     def get_group_storage(cls) -> GroupStorage:
@@ -27,7 +37,7 @@ class _MemoryBinding:
 
     @classmethod
     def get_activity_storage(cls) -> ActivityStorage:
-        return MemoryActivityStorage(cls.activity_key_prefix)  # type: ignore[attr-defined]
+        return _activities(cls.activity_key_prefix, cls.ttl_seconds())  # type: ignore[attr-defined]
 
     @classmethod
     def activity_storage_identity(cls) -> tuple[Any, ...]:

@@ -15,8 +15,17 @@ from .aggregated import AggregatedFeed
 from .base import Feed
 from .notification import NotificationFeed
 
-_timelines = lru_cache(maxsize=None)(RedisTimelineStorage)
 _groups = lru_cache(maxsize=None)(RedisGroupStorage)
+
+
+@lru_cache(maxsize=1024)
+def _activities(server: str, prefix: str, ttl: int | None) -> RedisActivityStorage:
+    return RedisActivityStorage(server, prefix, ttl)
+
+
+@lru_cache(maxsize=1024)
+def _timelines(server: str, prefix: str, ttl: int | None) -> RedisTimelineStorage:
+    return RedisTimelineStorage(_activities(server, prefix, ttl))
 
 
 class _RedisBinding:
@@ -26,7 +35,7 @@ class _RedisBinding:
 
     @classmethod
     def get_timeline_storage(cls) -> TimelineStorage:
-        return _timelines(cls.redis_server)
+        return _timelines(cls.redis_server, cls.activity_key_prefix, cls.ttl_seconds())  # type: ignore[attr-defined]
 
     @classmethod
     def get_group_storage(cls) -> GroupStorage:
@@ -34,7 +43,7 @@ class _RedisBinding:
 
     @classmethod
     def get_activity_storage(cls) -> ActivityStorage:
-        return RedisActivityStorage(cls.redis_server, cls.activity_key_prefix)  # type: ignore[attr-defined]
+        return _activities(cls.redis_server, cls.activity_key_prefix, cls.ttl_seconds())  # type: ignore[attr-defined]
 
     @classmethod
     def activity_storage_identity(cls) -> tuple[Any, ...]:

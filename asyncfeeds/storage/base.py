@@ -7,10 +7,12 @@ fanout chunk is one round trip.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from ..activity import format_micros
 from ..keys import KeyFormat
 from ..types import Counts as Counts
 from ..types import Subscription
@@ -45,6 +47,24 @@ class Bounds:
     def unbounded(self) -> bool:
         """True when no bound is set."""
         return self.gt is None and self.gte is None and self.lt is None and self.lte is None
+
+
+def expiry_cutoff(ttl: int | None) -> str | None:
+    """The oldest activity id a TTL of ``ttl`` seconds keeps now (``None``: no TTL).
+
+    Ids start with their time, so every id older than the TTL sorts below it.
+    """
+    if ttl is None:
+        return None
+    oldest = max(time.time_ns() // 1000 - ttl * 1_000_000, 0)
+    return format_micros(oldest)
+
+
+def within_ttl(bounds: Bounds, cutoff: str | None) -> Bounds:
+    """``bounds`` narrowed to ids at or above ``cutoff``."""
+    if not cutoff or (bounds.gte is not None and bounds.gte >= cutoff):
+        return bounds
+    return Bounds(gt=bounds.gt, gte=cutoff, lt=bounds.lt, lte=bounds.lte)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +171,9 @@ class ActivityStorage(Protocol):
 class TimelineStorage(Protocol):
     """Flat timelines: per-feed sets of activity ids ordered by id, newest first.
 
+    A timeline storage is bound, when built, to the activity storage holding the
+    data of its ids (and that storage's TTL: ids older than it are never read).
+
     Writes carry a version (see ``asyncfeeds.versions``): an add or remove of an
     id applies only if its version is newer than the last one applied for that
     id in that timeline, checked in the same atomic step as the write. Removals
@@ -162,12 +185,12 @@ class TimelineStorage(Protocol):
         entries: Mapping[str, Sequence[Entry]],
         max_length: int | None,
         version: int,
-        activity_storage: ActivityStorage | None = None,
     ) -> dict[str, int]:
         """Add ids to many timelines and trim each to ``max_length``; new ids per key.
 
-        With ``activity_storage`` the entries' data is stored there first (in the
-        same round trip where the backend can), so no timeline holds a dangling id.
+        Entries with data store it in the bound activity storage first (in the same
+        round trip where the backend can), so no timeline holds a dangling id;
+        fanout passes empty data (the manager stored it once).
         """
 
     async def remove_many(
@@ -182,12 +205,11 @@ class TimelineStorage(Protocol):
         stop: int | None,
         bounds: Bounds,
         newest_first: bool,
-        activity_storage: ActivityStorage | None = None,
     ) -> list[tuple[str, bytes | None]]:
         """Ids of positions ``start:stop`` within ``bounds``, with their data where known.
 
-        A backend may use ``activity_storage`` to return the data in the same round
-        trip; rows it leaves at ``None`` are hydrated by the feed.
+        A backend may return the data from its bound activity storage in the same
+        round trip; rows it leaves at ``None`` are hydrated by the feed.
         """
 
     async def count(self, key: str) -> int:

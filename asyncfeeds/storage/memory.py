@@ -13,7 +13,6 @@ from ..keys import KeyFormat
 from ..types import Subscription
 from .base import (
     TOMBSTONE_LIMIT,
-    ActivityStorage,
     Bounds,
     Counts,
     Entry,
@@ -21,6 +20,7 @@ from .base import (
     GroupSnapshot,
     GroupWrite,
     IndexEntry,
+    expiry_cutoff,
 )
 from .subscription import Item, QueueSubscription
 
@@ -71,6 +71,7 @@ def _forget_oldest(removed: dict[str, int], versions: Mapping[str, Any]) -> None
 
 
 _activities: dict[str, dict[str, bytes]] = {}
+_references: dict[str, dict[str, int]] = {}
 _timelines: dict[str, _Timeline] = {}
 _groups: dict[str, _GroupFeed] = {}
 _subscribers: dict[str, set[asyncio.Queue[Item]]] = {}
@@ -79,69 +80,113 @@ _subscribers: dict[str, set[asyncio.Queue[Item]]] = {}
 def reset() -> None:
     """Forget everything the memory backend holds (tests)."""
     _activities.clear()
+    _references.clear()
     _timelines.clear()
     _groups.clear()
 
 
 class MemoryActivityStorage:
-    """Activities by id in a process-wide dict, one namespace per prefix."""
+    """Activities by id in a process-wide dict, one namespace per prefix.
 
-    def __init__(self, prefix: str) -> None:
+    Timelines count their references here; an activity's data goes with the last
+    timeline that lets go of it, or when it is older than the TTL.
+    """
+
+    def __init__(self, prefix: str, ttl: int | None = None) -> None:
+        self.prefix = prefix
+        self.ttl = ttl
         self._items = _activities.setdefault(prefix, {})
+        self._references = _references.setdefault(prefix, {})
+
+    def _expire(self) -> None:
+        cutoff = expiry_cutoff(self.ttl)
+        if cutoff is not None:
+            for activity_id in [i for i in self._items if i < cutoff]:
+                del self._items[activity_id]
+                self._references.pop(activity_id, None)
 
     async def add_many(self, items: Mapping[str, bytes]) -> None:
         self._items.update(items)
+        self._expire()
 
     async def get_many(self, activity_ids: Sequence[str]) -> list[bytes | None]:
+        self._expire()
         return [self._items.get(i) for i in activity_ids]
 
     async def remove_many(self, activity_ids: Sequence[str]) -> None:
         for activity_id in activity_ids:
             self._items.pop(activity_id, None)
+            self._references.pop(activity_id, None)
+
+    def hold(self, activity_id: str) -> None:
+        """One more timeline holds ``activity_id``."""
+        self._references[activity_id] = self._references.get(activity_id, 0) + 1
+
+    def release(self, activity_id: str) -> None:
+        """A timeline let go of ``activity_id``; the last one takes its data along."""
+        left = self._references.get(activity_id, 0) - 1
+        if left > 0:
+            self._references[activity_id] = left
+        else:
+            self._references.pop(activity_id, None)
+            self._items.pop(activity_id, None)
+
+    async def count(self) -> int:
+        """How many activities this prefix holds (for tests and the bench)."""
+        self._expire()
+        return len(self._items)
 
     async def flush(self) -> None:
         self._items.clear()
+        self._references.clear()
 
 
 class MemoryTimelineStorage:
     """Timelines as sorted lists of ids with the version last applied per id."""
+
+    def __init__(self, activities: MemoryActivityStorage) -> None:
+        self.activities = activities
+
+    def _cutoff(self) -> str:
+        return expiry_cutoff(self.activities.ttl) or ""
 
     async def add_many(
         self,
         entries: Mapping[str, Sequence[Entry]],
         max_length: int | None,
         version: int,
-        activity_storage: ActivityStorage | None = None,
     ) -> dict[str, int]:
-        if activity_storage is not None:
-            await activity_storage.add_many(
-                {i: data for items in entries.values() for i, data in items}
-            )
+        items = {i: data for rows in entries.values() for i, data in rows if data}
+        if items:
+            await self.activities.add_many(items)
+        cutoff = self._cutoff()
         added: dict[str, int] = {}
-        for key, items in entries.items():
+        for key, rows in entries.items():
             timeline = _timelines.setdefault(key, _Timeline())
             ids = timeline.ids
             new = 0
-            for activity_id, _ in items:
-                if not timeline.applies(activity_id, version):
+            for activity_id, _ in rows:
+                if activity_id < cutoff or not timeline.applies(activity_id, version):
                     continue
                 timeline.versions[activity_id] = version
                 timeline.removed.pop(activity_id, None)
                 position = bisect.bisect_left(ids, activity_id)
                 if position == len(ids) or ids[position] != activity_id:
                     ids.insert(position, activity_id)
+                    self.activities.hold(activity_id)
                     new += 1
-            if max_length is not None:
-                self._trim(timeline, max_length)
+            self._trim(timeline, max_length)
             added[key] = new
         return added
 
-    @staticmethod
-    def _trim(timeline: _Timeline, length: int) -> None:
-        excess = len(timeline.ids) - length
+    def _trim(self, timeline: _Timeline, length: int | None) -> None:
+        """Drop ids older than the TTL, then all but the newest ``length``."""
+        expired = bisect.bisect_left(timeline.ids, self._cutoff())
+        excess = max(expired, 0 if length is None else len(timeline.ids) - length)
         if excess > 0:
             for activity_id in timeline.ids[:excess]:
                 timeline.versions.pop(activity_id, None)
+                self.activities.release(activity_id)
             del timeline.ids[:excess]
 
     async def remove_many(
@@ -158,9 +203,17 @@ class MemoryTimelineStorage:
                 position = bisect.bisect_left(timeline.ids, activity_id)
                 if position < len(timeline.ids) and timeline.ids[position] == activity_id:
                     del timeline.ids[position]
+                    self.activities.release(activity_id)
                     count += 1
             removed[key] = count
         return removed
+
+    def _ids(self, key: str) -> list[str]:
+        """The ids within the TTL, ascending."""
+        timeline = _timelines.get(key)
+        if timeline is None:
+            return []
+        return timeline.ids[bisect.bisect_left(timeline.ids, self._cutoff()) :]
 
     async def get_slice(
         self,
@@ -169,20 +222,17 @@ class MemoryTimelineStorage:
         stop: int | None,
         bounds: Bounds,
         newest_first: bool,
-        activity_storage: ActivityStorage | None = None,
     ) -> list[tuple[str, bytes | None]]:
-        timeline = _timelines.get(key)
-        ids = [i for i in timeline.ids if bounds.admits(i)] if timeline else []
+        ids = [i for i in self._ids(key) if bounds.admits(i)]
         if newest_first:
             ids.reverse()
         return [(i, None) for i in ids[start:stop]]
 
     async def count(self, key: str) -> int:
-        timeline = _timelines.get(key)
-        return len(timeline.ids) if timeline else 0
+        return len(self._ids(key))
 
     async def contains_many(self, key: str, activity_ids: Sequence[str]) -> list[bool]:
-        ids = _timelines[key].ids if key in _timelines else []
+        ids = self._ids(key)
         found = []
         for activity_id in activity_ids:
             position = bisect.bisect_left(ids, activity_id)
@@ -190,7 +240,7 @@ class MemoryTimelineStorage:
         return found
 
     async def index_of(self, key: str, activity_id: str) -> int | None:
-        ids = _timelines[key].ids if key in _timelines else []
+        ids = self._ids(key)
         position = bisect.bisect_left(ids, activity_id)
         if position < len(ids) and ids[position] == activity_id:
             return len(ids) - 1 - position
@@ -203,7 +253,10 @@ class MemoryTimelineStorage:
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         for key in keys:
-            _timelines.pop(key, None)
+            timeline = _timelines.pop(key, None)
+            if timeline is not None:
+                for activity_id in timeline.ids:
+                    self.activities.release(activity_id)
 
     async def flush(self, key_format: KeyFormat) -> None:
         for key in [k for k in _timelines if key_format.owns(k)]:

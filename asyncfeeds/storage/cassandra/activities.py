@@ -9,6 +9,8 @@ the time at the start of the id, keeps each partition bounded and lets
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import Mapping, Sequence
 
 from ...activity import ID_TIME_DIGITS
@@ -34,13 +36,23 @@ def _by_bucket(activity_ids: Sequence[str]) -> dict[int, list[str]]:
     return buckets
 
 
-class CassandraActivityStorage:
-    """Serialised activities of one prefix, partitioned by hour."""
+def seconds_left(activity_id: str, ttl: int | None) -> int | None:
+    """Seconds a row of ``activity_id`` lives under a TTL (``None``: no TTL; 0: expired)."""
+    digits = activity_id[:ID_TIME_DIGITS]
+    if ttl is None or len(digits) < ID_TIME_DIGITS or not digits.isdigit():
+        return None
+    expires = int(digits) / 1_000_000 + ttl
+    return max(0, math.ceil(expires - time.time()))
 
-    def __init__(self, cluster: str, table: str, prefix: str) -> None:
+
+class CassandraActivityStorage:
+    """Serialised activities of one prefix, partitioned by hour, written ``USING TTL``."""
+
+    def __init__(self, cluster: str, table: str, prefix: str, ttl: int | None = None) -> None:
         self.cluster = cluster
         self.table = table
         self.prefix = prefix
+        self.ttl = ttl
 
     def _client(self) -> tuple[CassandraClient, str]:
         client = get_client(self.cluster)
@@ -50,13 +62,19 @@ class CassandraActivityStorage:
         if not items:
             return
         client, table = self._client()
-        insert = f"INSERT INTO {table} (prefix, bucket, activity_id, data) VALUES (?, ?, ?, ?)"
-        buckets = _by_bucket(list(items))
+        insert = (
+            f"INSERT INTO {table} (prefix, bucket, activity_id, data) VALUES (?, ?, ?, ?) "
+            f"USING TTL ?"
+        )
+        lifetimes = {i: seconds_left(i, self.ttl) for i in items}
+        buckets = _by_bucket([i for i, left in lifetimes.items() if left != 0])
         await asyncio.gather(
             registry.register(client, self.table, self.prefix, [str(b) for b in buckets]),
             *(
                 write_partition(
-                    client, insert, [(self.prefix, bucket, i, items[i]) for i in activity_ids]
+                    client,
+                    insert,
+                    [(self.prefix, bucket, i, items[i], lifetimes[i] or 0) for i in activity_ids],
                 )
                 for bucket, activity_ids in buckets.items()
             ),

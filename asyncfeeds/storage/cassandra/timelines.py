@@ -15,8 +15,9 @@ import asyncio
 from collections.abc import Mapping, Sequence
 
 from ...keys import KeyFormat
-from ..base import ActivityStorage, Bounds, Entry
+from ..base import Bounds, Entry, expiry_cutoff, within_ttl
 from . import registry
+from .activities import CassandraActivityStorage, seconds_left
 from .batches import chunks, write_partition
 from .connection import CassandraClient, get_client
 
@@ -24,10 +25,17 @@ from .connection import CassandraClient, get_client
 class CassandraTimelineStorage:
     """Timelines of one key prefix in a shared ``timeline`` table."""
 
-    def __init__(self, cluster: str, table: str, key_prefix: str) -> None:
+    def __init__(
+        self, cluster: str, table: str, key_prefix: str, activities: CassandraActivityStorage
+    ) -> None:
         self.cluster = cluster
         self.table = table
         self.key_prefix = key_prefix
+        self.activities = activities
+
+    def _cutoff(self) -> str:
+        """The oldest id the TTL keeps (``""``: no TTL)."""
+        return expiry_cutoff(self.activities.ttl) or ""
 
     def _client(self) -> tuple[CassandraClient, str]:
         client = get_client(self.cluster)
@@ -39,7 +47,6 @@ class CassandraTimelineStorage:
         entries: Mapping[str, Sequence[Entry]],
         max_length: int | None,
         version: int,
-        activity_storage: ActivityStorage | None = None,
     ) -> dict[str, int]:
         client, table = self._client()
         keys = [key for key, items in entries.items() if items]
@@ -49,9 +56,9 @@ class CassandraTimelineStorage:
             ),
             registry.register(client, self.table, self.key_prefix, keys),
         ]
-        if activity_storage is not None:
-            data = {activity_id: item for items in entries.values() for activity_id, item in items}
-            calls.append(activity_storage.add_many(data))
+        data = {i: item for items in entries.values() for i, item in items if item}
+        if data:
+            calls.append(self.activities.add_many(data))
         added, *_ = await asyncio.gather(*calls)
         counts = dict.fromkeys(entries, 0)
         counts.update(zip(keys, added, strict=True))
@@ -66,14 +73,17 @@ class CassandraTimelineStorage:
         max_length: int | None,
         version: int,
     ) -> int:
-        ids = sorted({activity_id for activity_id, _ in items}, reverse=True)
+        cutoff = self._cutoff()
+        ids = sorted({i for i, _ in items if i >= cutoff}, reverse=True)
         present = await self._present(client, table, key, ids)
         # Entries older than the newest max_length of this very call cannot survive the trim.
         kept = ids if max_length is None else ids[:max_length]
+        ttl = self.activities.ttl
         await write_partition(
             client,
-            f"INSERT INTO {table} (feed_key, activity_id) VALUES (?, ?) USING TIMESTAMP ?",
-            [(key, activity_id, version) for activity_id in kept],
+            f"INSERT INTO {table} (feed_key, activity_id) VALUES (?, ?) "
+            f"USING TIMESTAMP ? AND TTL ?",
+            [(key, i, version, seconds_left(i, ttl) or 0) for i in kept],
         )
         if max_length is not None:
             await self._trim(client, table, key, max_length)
@@ -139,12 +149,11 @@ class CassandraTimelineStorage:
         stop: int | None,
         bounds: Bounds,
         newest_first: bool,
-        activity_storage: ActivityStorage | None = None,
     ) -> list[tuple[str, bytes | None]]:
         if stop is not None and stop <= start:
             return []
         client, table = self._client()
-        where, params = _clustering_range(bounds)
+        where, params = _clustering_range(within_ttl(bounds, self._cutoff()))
         cql = (
             f"SELECT activity_id FROM {table} WHERE feed_key = ?{where} "
             f"ORDER BY activity_id {'DESC' if newest_first else 'ASC'}"
@@ -159,15 +168,21 @@ class CassandraTimelineStorage:
 
     async def count(self, key: str) -> int:
         client, table = self._client()
-        result = await client.execute(f"SELECT COUNT(*) FROM {table} WHERE feed_key = ?", [key])
+        result = await client.execute(
+            f"SELECT COUNT(*) FROM {table} WHERE feed_key = ? AND activity_id >= ?",
+            [key, self._cutoff()],
+        )
         return int(result.first()["count"])
 
     async def contains_many(self, key: str, activity_ids: Sequence[str]) -> list[bool]:
         client, table = self._client()
         present = await self._present(client, table, key, list(dict.fromkeys(activity_ids)))
-        return [activity_id in present for activity_id in activity_ids]
+        cutoff = self._cutoff()
+        return [i in present and i >= cutoff for i in activity_ids]
 
     async def index_of(self, key: str, activity_id: str) -> int | None:
+        if activity_id < self._cutoff():
+            return None
         client, table = self._client()
         present, newer = await asyncio.gather(
             self._present(client, table, key, [activity_id]),

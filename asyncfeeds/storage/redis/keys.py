@@ -14,8 +14,11 @@ TIMELINE_SUFFIXES = ("tl", "tv", "tr")
 GROUP_SUFFIXES = ("scores", "groups", "v", "unseen", "unread", "gx", "gr")
 """Keys of one aggregated feed, in the order the Lua scripts take them."""
 
-ACTIVITY_SHARDS = 1024
-"""Activity hashes per activity-key prefix (a power of two: the Lua page read relies on it)."""
+ACTIVITY_BUCKET_DIGITS = 8
+"""Leading digits of an activity id naming its time bucket: 10**10 µs, about 2 h 47 min."""
+
+ACTIVITY_SHARDS = 16
+"""Activity hashes per time bucket, so one bucket's writes spread over cluster nodes."""
 
 _GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
 
@@ -50,10 +53,11 @@ def counts_channel(feed_key: str) -> str:
 
 
 def activity_shard(activity_id: str, shards: int = ACTIVITY_SHARDS) -> int:
-    """The shard holding an activity id: its last three hex digits (the id's hash part).
+    """The shard of an activity id within its bucket: its last three hex digits (the hash).
 
-    Lua computes the same (``READ_PAGE``), so one script can read a page of ids
-    and their data. A string that is not an activity id lands in shard 0.
+    Lua computes the same (``activity_hashes`` in the scripts), so one script can
+    read a page of ids and their data. A string that is not an activity id lands
+    in shard 0.
     """
     try:
         return int(activity_id[-3:], 16) % shards
@@ -61,9 +65,36 @@ def activity_shard(activity_id: str, shards: int = ACTIVITY_SHARDS) -> int:
         return 0
 
 
-def activity_key(prefix: str, shard: int) -> str:
-    """One activity hash; each shard is its own hash tag so shards spread over nodes."""
-    return f"{{{prefix}:{shard}}}:activities"
+def activity_bucket(activity_id: str) -> str:
+    """The time bucket of an activity id: its leading digits."""
+    return activity_id[:ACTIVITY_BUCKET_DIGITS]
+
+
+def bucket_end(bucket: str) -> int | None:
+    """Epoch seconds at which a time bucket ends (``None`` for a non-activity id)."""
+    if len(bucket) != ACTIVITY_BUCKET_DIGITS or not bucket.isdigit():
+        return None
+    return (int(bucket) + 1) * 10**10 // 10**6
+
+
+def activity_tag(prefix: str) -> str:
+    """The start of every activity hash name of a prefix (the Lua scripts extend it)."""
+    return "{" + prefix + ":"
+
+
+def activity_key(prefix: str, activity_id: str) -> str:
+    """The hash holding one activity's data: its own hash tag per bucket and shard."""
+    return f"{activity_tag(prefix)}{activity_bucket(activity_id)}:{activity_shard(activity_id)}}}:a"
+
+
+def refcount_key(activity_data_key: str) -> str:
+    """The hash counting the timelines that hold each activity of a data hash."""
+    return activity_data_key[:-1] + "r"
+
+
+def activity_key_pattern(prefix: str) -> str:
+    """A SCAN pattern for the activity hashes of a prefix (and, unescaped, of longer ones)."""
+    return _GLOB_SPECIAL.sub(r"\\\1", activity_tag(prefix)) + "*}:[ar]"
 
 
 def feed_key_pattern(key_prefix: str) -> str:

@@ -43,21 +43,55 @@ return found
 """,
 )
 
+_ACTIVITY_HASHES = """
+-- The data and reference-count hashes of an activity id, as keys.activity_key names
+-- them: the tag, the id's first 8 digits (its time bucket), its shard (the last
+-- three hex digits modulo the shard count).
+local function activity_hashes(tag, shards, id)
+  local shard = (tonumber(string.sub(id, -3), 16) or 0) % shards
+  local base = tag .. string.sub(id, 1, 8) .. ':' .. shard .. '}:'
+  return base .. 'a', base .. 'r'
+end
+"""
+
+_REFERENCES = (
+    _ACTIVITY_HASHES
+    + """
+-- A timeline took (hold) or let go of (release) an activity: its count of holders
+-- moves, and the data goes with the last holder. ttl < 0: no expiry.
+local function hold(tag, shards, ttl, id)
+  local _, refs = activity_hashes(tag, shards, id)
+  redis.call('HINCRBY', refs, id, 1)
+  local bucket = tonumber(string.sub(id, 1, 8))
+  if ttl >= 0 and bucket then
+    redis.call('EXPIREAT', refs, (bucket + 1) * 10000 + ttl)
+  end
+end
+
+local function release(tag, shards, id)
+  local data, refs = activity_hashes(tag, shards, id)
+  if redis.call('HINCRBY', refs, id, -1) <= 0 then
+    redis.call('HDEL', data, id)
+    redis.call('HDEL', refs, id)
+  end
+end
+"""
+)
+
 READ_PAGE = Lua(
     "read_page",
-    """
+    _ACTIVITY_HASHES
+    + """
 -- KEYS: the timeline (a single server only: the activity hashes span slots).
--- ARGV: the activity hash name before and after the shard number, the shard
--- count, then the range command and its arguments. Returns ids and data,
--- alternating; the shard is the id's last three hex digits modulo the shard
--- count, as keys.activity_shard computes.
-local ids = redis.call(ARGV[4], KEYS[1], unpack(ARGV, 5))
-local shards = tonumber(ARGV[3])
+-- ARGV: the activity tag, the shard count, then the range command and its
+-- arguments. Returns ids and data, alternating.
+local ids = redis.call(ARGV[3], KEYS[1], unpack(ARGV, 4))
+local tag, shards = ARGV[1], tonumber(ARGV[2])
 local page = {}
 for i = 1, #ids do
-  local shard = (tonumber(string.sub(ids[i], -3), 16) or 0) % shards
+  local data = activity_hashes(tag, shards, ids[i])
   page[2 * i - 1] = ids[i]
-  page[2 * i] = redis.call('HGET', ARGV[1] .. shard .. ARGV[2], ids[i]) or false
+  page[2 * i] = redis.call('HGET', data, ids[i]) or false
 end
 return page
 """,
@@ -71,49 +105,85 @@ local function hdel_all(key, fields)
 end
 """
 
-_TRIM_TIMELINE = """
-local function trim_timeline(timeline, versions, max_length)
-  local excess = redis.call('ZCARD', timeline) - max_length
-  if excess > 0 then
-    local dropped = redis.call('ZRANGE', timeline, 0, excess - 1)
-    redis.call('ZREMRANGEBYRANK', timeline, 0, excess - 1)
-    hdel_all(versions, dropped)
+_TIMELINE = (
+    _HDEL_ALL
+    + _REFERENCES
+    + """
+-- refs: {tag, shards, ttl, counted (1/0)}: the activity storage the timelines reference.
+local function let_go(timeline, versions, ids, refs)
+  for first = 1, #ids, 1000 do
+    local last = math.min(first + 999, #ids)
+    redis.call('ZREM', timeline, unpack(ids, first, last))
+    redis.call('HDEL', versions, unpack(ids, first, last))
+  end
+  if refs[4] == 1 then
+    for _, id in ipairs(ids) do
+      release(refs[1], refs[2], id)
+    end
   end
 end
+
+-- Drop ids older than the cutoff (expired by the TTL; '' = none), then trim.
+local function trim_timeline(timeline, versions, max_length, cutoff, refs)
+  if cutoff ~= '' then
+    local expired = redis.call('ZRANGEBYLEX', timeline, '-', '(' .. cutoff)
+    if #expired > 0 then
+      let_go(timeline, versions, expired, refs)
+    end
+  end
+  if max_length >= 0 then
+    local excess = redis.call('ZCARD', timeline) - max_length
+    if excess > 0 then
+      let_go(timeline, versions, redis.call('ZRANGE', timeline, 0, excess - 1), refs)
+    end
+  end
+end
+
+local function refs_of(at)
+  return {ARGV[at], tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])}
+end
 """
+)
 
 ADD_TO_TIMELINES = Lua(
     "add_to_timelines",
-    _HDEL_ALL
-    + _TRIM_TIMELINE
+    _TIMELINE
     + """
 -- KEYS: (timeline, versions, removals) of each feed; a single server, or one feed
--- on a cluster. ARGV: max length (-1 = no trim), version, then the ids.
+-- on a cluster. ARGV: max length (-1 = no trim), version, TTL cutoff id ('' =
+-- none), the activity storage (tag, shards, ttl, counted), then the ids.
 -- An id is added where its last applied version (held, or removed: negative) is
 -- older than this one. Returns how many ids were new in each timeline.
 local max_length = tonumber(ARGV[1])
 local version = tonumber(ARGV[2])
+local cutoff = ARGV[3]
+local refs = refs_of(4)
 local added = {}
 for k = 1, #KEYS, 3 do
   local timeline, versions, removals = KEYS[k], KEYS[k + 1], KEYS[k + 2]
   local new = 0
-  for first = 3, #ARGV, 1000 do
+  for first = 8, #ARGV, 1000 do
     local last = math.min(first + 999, #ARGV)
     local known = redis.call('HMGET', versions, unpack(ARGV, first, last))
     for i = first, last do
+      local id = ARGV[i]
       local seen = known[i - first + 1]
-      if not seen or math.abs(tonumber(seen)) < version then
-        new = new + redis.call('ZADD', timeline, 0, ARGV[i])
-        redis.call('HSET', versions, ARGV[i], ARGV[2])
+      if (cutoff == '' or id >= cutoff) and (not seen or math.abs(tonumber(seen)) < version) then
+        local fresh = redis.call('ZADD', timeline, 0, id)
+        redis.call('HSET', versions, id, ARGV[2])
         if seen and tonumber(seen) < 0 then
-          redis.call('ZREM', removals, ARGV[i])
+          redis.call('ZREM', removals, id)
+        end
+        if fresh == 1 then
+          new = new + 1
+          if refs[4] == 1 then
+            hold(refs[1], refs[2], refs[3], id)
+          end
         end
       end
     end
   end
-  if max_length >= 0 then
-    trim_timeline(timeline, versions, max_length)
-  end
+  trim_timeline(timeline, versions, max_length, cutoff, refs)
   added[#added + 1] = new
 end
 return added
@@ -122,27 +192,34 @@ return added
 
 REMOVE_FROM_TIMELINES = Lua(
     "remove_from_timelines",
-    _HDEL_ALL
+    _TIMELINE
     + """
 -- KEYS: (timeline, versions, removals) of each feed. ARGV: version, how many
--- removals a feed remembers, then the ids. An id is removed (and the removal
--- remembered) where its last applied version is older than this one.
--- Returns how many ids each timeline held.
+-- removals a feed remembers, the activity storage (tag, shards, ttl, counted),
+-- then the ids. An id is removed (and the removal remembered) where its last
+-- applied version is older than this one. Returns how many ids each timeline held.
 local version = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
+local refs = refs_of(3)
 local removed = {}
 for k = 1, #KEYS, 3 do
   local timeline, versions, removals = KEYS[k], KEYS[k + 1], KEYS[k + 2]
   local count = 0
-  for first = 3, #ARGV, 1000 do
+  for first = 7, #ARGV, 1000 do
     local last = math.min(first + 999, #ARGV)
     local known = redis.call('HMGET', versions, unpack(ARGV, first, last))
     for i = first, last do
+      local id = ARGV[i]
       local seen = known[i - first + 1]
       if not seen or math.abs(tonumber(seen)) < version then
-        count = count + redis.call('ZREM', timeline, ARGV[i])
-        redis.call('HSET', versions, ARGV[i], '-' .. ARGV[1])
-        redis.call('ZADD', removals, ARGV[1], ARGV[i])
+        if redis.call('ZREM', timeline, id) == 1 then
+          count = count + 1
+          if refs[4] == 1 then
+            release(refs[1], refs[2], id)
+          end
+        end
+        redis.call('HSET', versions, id, '-' .. ARGV[1])
+        redis.call('ZADD', removals, ARGV[1], id)
       end
     end
   end
@@ -160,11 +237,26 @@ return removed
 
 TRIM_TIMELINE = Lua(
     "trim_timeline",
-    _HDEL_ALL
-    + _TRIM_TIMELINE
+    _TIMELINE
     + """
--- KEYS: timeline, versions. ARGV: length. Keeps the newest ids and their versions.
-trim_timeline(KEYS[1], KEYS[2], tonumber(ARGV[1]))
+-- KEYS: timeline, versions. ARGV: length, TTL cutoff id ('' = none), the activity
+-- storage (tag, shards, ttl, counted). Keeps the newest ids and their versions.
+trim_timeline(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2], refs_of(3))
+return 1
+""",
+)
+
+DELETE_TIMELINE = Lua(
+    "delete_timeline",
+    _TIMELINE
+    + """
+-- KEYS: timeline, versions, removals. ARGV: the activity storage (tag, shards,
+-- ttl, counted). Lets go of every id, then removes the feed's keys.
+local refs = refs_of(1)
+if refs[4] == 1 then
+  let_go(KEYS[1], KEYS[2], redis.call('ZRANGE', KEYS[1], 0, -1), refs)
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 return 1
 """,
 )

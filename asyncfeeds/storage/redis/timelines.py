@@ -11,18 +11,23 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...keys import KeyFormat
-from ..base import TOMBSTONE_LIMIT, ActivityStorage, Bounds, Entry
+from ..base import TOMBSTONE_LIMIT, Bounds, Entry, expiry_cutoff, within_ttl
 from .activities import RedisActivityStorage
-from .connection import Command, RedisServer, get_server
+from .connection import Command
 from .keys import (
-    ACTIVITY_SHARDS,
     TIMELINE_SUFFIXES,
     feed_key_of,
     feed_key_pattern,
     timeline_key,
     timeline_keys,
 )
-from .scripts import ADD_TO_TIMELINES, READ_PAGE, REMOVE_FROM_TIMELINES, TRIM_TIMELINE
+from .scripts import (
+    ADD_TO_TIMELINES,
+    DELETE_TIMELINE,
+    READ_PAGE,
+    REMOVE_FROM_TIMELINES,
+    TRIM_TIMELINE,
+)
 
 
 def _lex_range(bounds: Bounds) -> tuple[str, str]:
@@ -41,42 +46,47 @@ def _lex_range(bounds: Bounds) -> tuple[str, str]:
 
 
 class RedisTimelineStorage:
-    """Timelines of ids in sorted sets; the data lives in a ``RedisActivityStorage``."""
+    """Timelines of ids in sorted sets, bound to the activity storage holding their data.
 
-    def __init__(self, server: RedisServer | str) -> None:
-        self.server = get_server(server) if isinstance(server, str) else server
+    On a single server every script that adds or drops an id also moves that
+    activity's count of holders, and the data goes with the last one; with a TTL,
+    ids older than it are never returned and are dropped by the next write.
+    """
+
+    def __init__(self, activities: RedisActivityStorage) -> None:
+        self.activities = activities
+        self.server = activities.server
 
     def __repr__(self) -> str:
-        return f"<RedisTimelineStorage on {self.server!r}>"
+        return f"<RedisTimelineStorage of {self.activities!r}>"
+
+    def _refs(self) -> list[object]:
+        return [*self.activities.script_args(), int(self.activities.counts_references)]
+
+    def _cutoff(self) -> str:
+        """The oldest id the TTL keeps (``""``: no TTL)."""
+        return expiry_cutoff(self.activities.ttl) or ""
 
     async def add_many(
         self,
         entries: Mapping[str, Sequence[Entry]],
         max_length: int | None,
         version: int,
-        activity_storage: ActivityStorage | None = None,
     ) -> dict[str, int]:
-        """Add ids to many timelines and trim them, in one round trip with the activity data.
+        """Add ids to many timelines and trim them, in one round trip with any activity data.
 
         Feeds sharing the same ids go to one script call on a single server (a
         fanout chunk of 100 feeds is one command); on a cluster, one call per feed.
         """
-        commands: list[Command] = []
-        if activity_storage is not None:
-            items = {i: data for rows in entries.values() for i, data in rows}
-            if (
-                isinstance(activity_storage, RedisActivityStorage)
-                and activity_storage.server is self.server
-            ):
-                commands.extend(activity_storage.add_commands(items))
-            elif items:
-                await activity_storage.add_many(items)
+        items = {i: data for rows in entries.values() for i, data in rows if data}
+        commands: list[Command] = self.activities.add_commands(items) if items else []
         trim = -1 if max_length is None else max_length
         by_ids = self._by_ids({k: [i for i, _ in rows] for k, rows in entries.items()})
         first = len(commands)
+        args = [trim, version, self._cutoff(), *self._refs()]
         for ids, feed_keys in by_ids:
             keys = [key for feed_key in feed_keys for key in timeline_keys(feed_key)]
-            commands.append(self.server.evalsha(ADD_TO_TIMELINES, keys, [trim, version, *ids]))
+            commands.append(self.server.evalsha(ADD_TO_TIMELINES, keys, [*args, *ids]))
         return self._counts(entries, by_ids, (await self.server.run(commands))[first:])
 
     async def remove_many(
@@ -84,11 +94,12 @@ class RedisTimelineStorage:
     ) -> dict[str, int]:
         """Remove ids from many timelines, remembering the removals, in one round trip."""
         by_ids = self._by_ids(entries)
+        args = [version, TOMBSTONE_LIMIT, *self._refs()]
         commands = [
             self.server.evalsha(
                 REMOVE_FROM_TIMELINES,
                 [key for feed_key in feed_keys for key in timeline_keys(feed_key)],
-                [version, TOMBSTONE_LIMIT, *ids],
+                [*args, *ids],
             )
             for ids, feed_keys in by_ids
         ]
@@ -129,15 +140,15 @@ class RedisTimelineStorage:
         stop: int | None,
         bounds: Bounds,
         newest_first: bool,
-        activity_storage: ActivityStorage | None = None,
     ) -> list[tuple[str, bytes | None]]:
         """Ids at positions ``start:stop`` within ``bounds``, in one command.
 
-        On a single server with a Redis ``activity_storage`` one script call
-        returns the ids with their data, so a page is one round trip.
+        On a single server one script call returns the ids with their data, so a
+        page is one round trip.
         """
         if stop is not None and stop <= start:
             return []
+        bounds = within_ttl(bounds, self._cutoff())
         args: tuple[Any, ...]
         if bounds.unbounded:
             last = -1 if stop is None else stop - 1
@@ -149,22 +160,19 @@ class RedisTimelineStorage:
                 args = ("ZREVRANGEBYLEX", high, low, "LIMIT", start, count)
             else:
                 args = ("ZRANGEBYLEX", low, high, "LIMIT", start, count)
-        if (
-            isinstance(activity_storage, RedisActivityStorage)
-            and activity_storage.server is self.server
-            and not self.server.is_cluster
-        ):
-            before, after = activity_storage.shard_key_parts()
-            script = self.server.evalsha(
-                READ_PAGE, [timeline_key(key)], [before, after, ACTIVITY_SHARDS, *args]
-            )
+        if not self.server.is_cluster:
+            tag, shards, _ = self.activities.script_args()
+            script = self.server.evalsha(READ_PAGE, [timeline_key(key)], [tag, shards, *args])
             (page,) = await self.server.run([script])
             return [(page[i].decode(), page[i + 1]) for i in range(0, len(page), 2)]
         ids = await self.server.call(args[0], timeline_key(key), *args[1:])
         return [(activity_id.decode(), None) for activity_id in ids]
 
     async def count(self, key: str) -> int:
-        """ZCARD of the timeline."""
+        """How many ids the timeline holds (within the TTL)."""
+        cutoff = self._cutoff()
+        if cutoff:
+            return int(await self.server.call("ZLEXCOUNT", timeline_key(key), f"[{cutoff}", "+"))
         return int(await self.server.call("ZCARD", timeline_key(key)))
 
     async def contains_many(self, key: str, activity_ids: Sequence[str]) -> list[bool]:
@@ -172,23 +180,33 @@ class RedisTimelineStorage:
         if not activity_ids:
             return []
         redis_key = timeline_key(key)
+        cutoff = self._cutoff()
         scores = await self.server.run([("ZSCORE", redis_key, i) for i in activity_ids])
-        return [score is not None for score in scores]
+        return [s is not None and i >= cutoff for i, s in zip(activity_ids, scores, strict=True)]
 
     async def index_of(self, key: str, activity_id: str) -> int | None:
-        """ZREVRANK: 0 is the newest id."""
+        """ZREVRANK: 0 is the newest id (expired ids are the oldest, so ranks stay right)."""
+        if activity_id < self._cutoff():
+            return None
         rank = await self.server.call("ZREVRANK", timeline_key(key), activity_id)
         return None if rank is None else int(rank)
 
     async def trim(self, key: str, length: int) -> None:
         """Keep the newest ``length`` ids (and their versions)."""
         await self.server.run(
-            [self.server.evalsha(TRIM_TIMELINE, timeline_keys(key)[:2], [length])]
+            [
+                self.server.evalsha(
+                    TRIM_TIMELINE, timeline_keys(key)[:2], [length, self._cutoff(), *self._refs()]
+                )
+            ]
         )
 
     async def delete_many(self, keys: Sequence[str]) -> None:
-        """Remove whole timelines."""
-        await self.server.delete([k for key in keys for k in timeline_keys(key)])
+        """Remove whole timelines, letting go of every id they held."""
+        refs = self._refs()
+        commands = [self.server.evalsha(DELETE_TIMELINE, timeline_keys(k), refs) for k in keys]
+        for start in range(0, len(commands), 500):
+            await self.server.run(commands[start : start + 500])
 
     async def flush(self, key_format: KeyFormat) -> None:
         """Remove every timeline whose feed key has the shape of ``key_format``."""
