@@ -24,8 +24,9 @@ from redis.exceptions import RedisError
 
 from ..activity import Activity
 from ..versions import call_version
-from . import deadletters
+from . import deadletters, release
 from .lease import keep_in_progress
+from .release import RELEASE_PREFIX
 from .stats import WorkerStats
 
 if TYPE_CHECKING:
@@ -53,6 +54,9 @@ class FanoutJob:
     activities: Sequence[Activity | str]
     version: int
     """The version of the manager call: storage applies the job only if nothing newer was."""
+    release: str | None = None
+    """For a removal in arq mode: the set tracking its jobs (see ``release``); the last job
+    to run deletes the activity's data."""
 
     @property
     def activity_ids(self) -> list[str]:
@@ -97,6 +101,7 @@ def encode(job: FanoutJob, feed_class: type[Any]) -> dict[str, Any]:
         "feed": job.feed_name,
         "op": job.operation,
         "version": job.version,
+        "release": job.release,
         "users": list(job.user_ids),
         "activities": activities,
     }
@@ -124,8 +129,13 @@ def decode(manager: Manager, payload: Any) -> tuple[FanoutJob, type[Any]]:
         version = payload["version"]
         if isinstance(version, bool) or not isinstance(version, int) or version < 0:
             raise JobPayloadError(f"invalid call version {version!r}")
+        release = payload.get("release")
+        if release is not None and not (
+            isinstance(release, str) and release.startswith(RELEASE_PREFIX)
+        ):
+            raise JobPayloadError(f"invalid release key {release!r}")
         job = FanoutJob(payload["manager"], payload["feed"], operation, list(payload["users"]),
-                        activities, version)
+                        activities, version, release)
     except JobPayloadError:
         raise
     except (KeyError, TypeError, ValueError) as exc:
@@ -161,6 +171,10 @@ async def asyncfeeds_fanout(ctx: dict[str, Any], payload: dict[str, Any]) -> int
         async with keep_in_progress(ctx.get("redis"), ctx.get("job_id"), manager.job_lease), \
                 asyncio.timeout(manager.job_timeout):
             written = await execute(manager, job, feed_class)
+            if job.release is not None and await release.finish(
+                ctx["redis"], job.release, job.job_id
+            ):
+                await manager.release_activity_data(job.activity_ids)
     except Exception as exc:
         return await retry_or_bury(ctx, manager, payload, exc, feed_class, job.operation)
     _stats(ctx).done += 1

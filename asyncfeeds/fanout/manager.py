@@ -26,7 +26,7 @@ from ..exceptions import StorageUnavailableError
 from ..feeds.base import Feed
 from ..metrics import Metrics, process_metrics
 from ..versions import call_version, current_version, next_version
-from . import clock, jobs
+from . import clock, jobs, release
 from .jobs import FanoutJob
 
 logger = logging.getLogger(__name__)
@@ -213,10 +213,36 @@ class Manager(ManagerNames):
             ids = [a.activity_id for a in self._validate([activity])]
         version = await self._new_version()
         await self.get_user_feed(user_id).remove_versioned(ids, version)
-        await self._fanout_followers(
-            user_id, "remove", ids, self.feed_classes, version, progress=progress
-        )
+        if self.job_queue is None:
+            await self._fanout_followers(
+                user_id, "remove", ids, self.feed_classes, version, progress=progress
+            )
+            await self.release_activity_data(ids)
+        else:
+            key = release.release_key(version)
+            await self._fanout_followers(
+                user_id, "remove", ids, self.feed_classes, version, progress=progress,
+                release_key=key,
+            )
+            async with _queue_errors(self.queue):
+                done = await release.seal(self.job_queue, key)
+            if done:
+                await self.release_activity_data(ids)
         self.metrics.on_activity_removed(1)
+
+    async def release_activity_data(self, activity_ids: Sequence[str]) -> None:
+        """Delete the stored data of removed activities from every activity storage.
+
+        Runs once the removal reached every feed (at the end of an eager removal, or
+        when its last job has run), so no feed is left holding an id without data.
+        """
+        assert self.user_feed_class is not None
+        seen = set()
+        for feed_class in (self.user_feed_class, *self.feed_classes.values()):
+            identity = feed_class.activity_storage_identity()
+            if identity not in seen:
+                seen.add(identity)
+                await feed_class.remove_activities(activity_ids)
 
     async def update_user_activities(self, activities: Iterable[Activity]) -> None:
         """Replace the stored data of activities (same ids) wherever they are, moving nothing."""
@@ -361,6 +387,7 @@ class Manager(ManagerNames):
         version: int,
         *,
         progress: Progress | None = None,
+        release_key: str | None = None,
     ) -> None:
         """Chunk the followers of every priority and run or enqueue one job per chunk and class."""
         if not activities or not feed_classes:
@@ -370,7 +397,10 @@ class Manager(ManagerNames):
             dispatcher = _Dispatcher(self, priority, progress)
             async for chunk in _chunks(follower_ids, self.fanout_chunk_size):
                 for name, feed_class in feed_classes.items():
-                    job = FanoutJob(self.import_path, name, operation, chunk, activities, version)
+                    job = FanoutJob(
+                        self.import_path, name, operation, chunk, activities, version,
+                        release_key,
+                    )
                     await dispatcher.submit(job, feed_class)
             await dispatcher.close()
 
@@ -433,6 +463,12 @@ class _Dispatcher:
     async def _flush(self) -> None:
         pending, self.pending = self.pending, []
         async with _queue_errors(self.manager.queue):
+            tracked: dict[str, list[str]] = {}
+            for job, _ in pending:
+                if job.release is not None:
+                    tracked.setdefault(job.release, []).append(job.job_id)
+            for key, job_ids in tracked.items():
+                await release.track(self.manager.job_queue, key, job_ids)
             results = await asyncio.gather(*(self._enqueue(*item) for item in pending))
         new = sum(results)
         self.enqueued += new

@@ -26,7 +26,14 @@ from ..exceptions import ConcurrentUpdateError
 from ..metrics import metered_read, metered_write
 from ..pages import Page, check_limit, decode_cursor, encode_cursor
 from ..serializers import AggregatedSerializer
-from ..storage.base import GroupQuery, GroupSnapshot, GroupStorage, GroupWrite, IndexEntry
+from ..storage.base import (
+    GroupQuery,
+    GroupSnapshot,
+    GroupStorage,
+    GroupWrite,
+    IndexEntry,
+    expiry_cutoff,
+)
 from ..versions import current_version, next_version
 from .base import Feed
 
@@ -184,7 +191,11 @@ class AggregatedFeed(Feed):
     @classmethod
     def _plan_add(cls, activities: Sequence[Activity], version: int) -> Plan:
         aggregator = cls.get_aggregator()
-        ordered = sorted({a.activity_id: a for a in activities}.values(), key=_activity_id)
+        cutoff = expiry_cutoff(cls.ttl_seconds()) or ""  # older than the TTL: never added
+        ordered = sorted(
+            {a.activity_id: a for a in activities if a.activity_id >= cutoff}.values(),
+            key=_activity_id,
+        )
 
         def plan(current: list[AggregatedActivity], index: dict[str, IndexEntry]) -> Change:
             fresh: list[Activity] = []

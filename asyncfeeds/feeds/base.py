@@ -50,9 +50,10 @@ class Feed(FeedNames):
     """Whether the feed keeps its own copy of activity data (updates must be fanned out)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Check ``key_format`` when the class is defined, not when it is first used."""
+        """Check ``key_format`` and ``activity_ttl`` when the class is defined."""
         super().__init_subclass__(**kwargs)
         cls.key_shape()
+        cls.ttl_seconds()
 
     @classmethod
     def key_shape(cls) -> KeyFormat:

@@ -42,10 +42,15 @@ def _timelines(
 
 @lru_cache(maxsize=1024)
 def _groups(
-    cluster: str, table: str, key_prefix: str, redis_server: str | None, poll_interval: float
+    cluster: str,
+    table: str,
+    key_prefix: str,
+    redis_server: str | None,
+    poll_interval: float,
+    ttl: int | None,
 ) -> CassandraGroupStorage:
     notifier = None if redis_server is None else CountsNotifier(redis_server, poll_interval)
-    return CassandraGroupStorage(cluster, table, key_prefix, notifier)
+    return CassandraGroupStorage(cluster, table, key_prefix, notifier, ttl)
 
 
 class _CassandraBinding:
@@ -104,7 +109,7 @@ class CassandraAggregatedFeed(_CassandraBinding, AggregatedFeed):
     @classmethod
     def get_group_storage(cls) -> GroupStorage:
         table = identifier(cls.group_table, "table")
-        return _groups(cls.cassandra_cluster, table, cls.key_prefix(), None, 0.0)
+        return _groups(cls.cassandra_cluster, table, cls.key_prefix(), None, 0.0, cls.ttl_seconds())
 
 
 class CassandraNotificationFeed(_CassandraBinding, NotificationFeed):
@@ -123,5 +128,5 @@ class CassandraNotificationFeed(_CassandraBinding, NotificationFeed):
         table = identifier(cls.group_table, "table")
         return _groups(
             cls.cassandra_cluster, table, cls.key_prefix(), cls.redis_server,
-            cls.subscribe_poll_interval,
+            cls.subscribe_poll_interval, cls.ttl_seconds(),
         )

@@ -11,12 +11,15 @@ from .aggregated import AggregatedFeed
 from .base import Feed
 from .notification import NotificationFeed
 
-_groups = MemoryGroupStorage()
-
 
 @lru_cache(maxsize=1024)
 def _activities(prefix: str, ttl: int | None) -> MemoryActivityStorage:
     return MemoryActivityStorage(prefix, ttl)
+
+
+@lru_cache(maxsize=1024)
+def _groups(ttl: int | None) -> MemoryGroupStorage:
+    return MemoryGroupStorage(ttl)
 
 
 @lru_cache(maxsize=1024)
@@ -33,7 +36,7 @@ class _MemoryBinding:
 
     @classmethod
     def get_group_storage(cls) -> GroupStorage:
-        return _groups
+        return _groups(cls.ttl_seconds())  # type: ignore[attr-defined]
 
     @classmethod
     def get_activity_storage(cls) -> ActivityStorage:

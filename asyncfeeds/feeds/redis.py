@@ -39,7 +39,7 @@ class _RedisBinding:
 
     @classmethod
     def get_group_storage(cls) -> GroupStorage:
-        return _groups(cls.redis_server)
+        return _groups(cls.redis_server, cls.ttl_seconds())  # type: ignore[attr-defined]
 
     @classmethod
     def get_activity_storage(cls) -> ActivityStorage:

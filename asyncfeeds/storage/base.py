@@ -60,6 +60,11 @@ def expiry_cutoff(ttl: int | None) -> str | None:
     return format_micros(oldest)
 
 
+def oldest_score(ttl: int | None) -> int | None:
+    """The oldest group score (last update, in µs) a TTL of ``ttl`` seconds keeps now."""
+    return None if ttl is None else time.time_ns() // 1000 - ttl * 1_000_000
+
+
 def within_ttl(bounds: Bounds, cutoff: str | None) -> Bounds:
     """``bounds`` narrowed to ids at or above ``cutoff``."""
     if not cutoff or (bounds.gte is not None and bounds.gte >= cutoff):

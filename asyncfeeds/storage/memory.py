@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from .base import (
     GroupWrite,
     IndexEntry,
     expiry_cutoff,
+    oldest_score,
 )
 from .subscription import Item, QueueSubscription
 
@@ -39,6 +40,7 @@ class _Timeline:
 
     def remember_removal(self, activity_id: str, version: int) -> None:
         self.versions[activity_id] = version
+        self.removed.pop(activity_id, None)  # re-recorded removals move to the end
         self.removed[activity_id] = version
         _forget_oldest(self.removed, self.versions)
 
@@ -54,20 +56,27 @@ class _GroupFeed:
     removed: dict[str, int] = field(default_factory=dict)
     """Removals in ``index``, id -> version, to forget the oldest first."""
 
-    def ordered_ids(self) -> list[str]:
-        return sorted(self.scores, key=lambda i: (self.scores[i], i), reverse=True)
+    def ordered_ids(self, oldest: int | None = None) -> list[str]:
+        """Group ids by (score, id), highest first, none older than ``oldest``."""
+        ids = sorted(self.scores, key=lambda i: (self.scores[i], i), reverse=True)
+        if oldest is None:
+            return ids
+        return [i for i in ids if self.scores[i] >= oldest]
 
-    def counts(self) -> Counts:
-        return {"unseen_count": len(self.unseen), "unread_count": len(self.unread)}
+    def counts(self, oldest: int | None = None) -> Counts:
+        live = set(self.ordered_ids(oldest))
+        return {
+            "unseen_count": len(self.unseen & live),
+            "unread_count": len(self.unread & live),
+        }
 
 
-def _forget_oldest(removed: dict[str, int], versions: Mapping[str, Any]) -> None:
-    """Keep at most ``TOMBSTONE_LIMIT`` removals, forgetting the oldest versions."""
-    excess = len(removed) - TOMBSTONE_LIMIT
-    if excess > 0:
-        for activity_id in sorted(removed, key=removed.__getitem__)[:excess]:
-            del removed[activity_id]
-            del versions[activity_id]  # type: ignore[attr-defined]
+def _forget_oldest(removed: dict[str, int], versions: MutableMapping[str, Any]) -> None:
+    """Keep at most ``TOMBSTONE_LIMIT`` removals, forgetting the earliest recorded first."""
+    while len(removed) > TOMBSTONE_LIMIT:
+        activity_id = next(iter(removed))
+        del removed[activity_id]
+        versions.pop(activity_id, None)
 
 
 _activities: dict[str, dict[str, bytes]] = {}
@@ -264,21 +273,37 @@ class MemoryTimelineStorage:
 
 
 class MemoryGroupStorage:
-    """Aggregated feeds as dicts of groups with a version counter for optimistic writes."""
+    """Aggregated feeds as dicts of groups with a version counter for optimistic writes.
+
+    With a TTL, groups last updated before it are never read and go with the next write.
+    """
+
+    def __init__(self, ttl: int | None = None) -> None:
+        self.ttl = ttl
+
+    def _oldest(self) -> int | None:
+        return oldest_score(self.ttl)
 
     async def read_many(self, keys: Sequence[str], query: GroupQuery) -> list[GroupSnapshot]:
         snapshots = []
+        oldest = self._oldest()
         for key in keys:
             feed = _groups.get(key) or _GroupFeed()
+            live = feed.ordered_ids(oldest)
             wanted = [
                 i
-                for i in feed.ordered_ids()[: query.limit]
+                for i in live[: query.limit]
                 if query.group_keys is None or group_of(i) in query.group_keys
             ]
-            index = {i: feed.index[i] for i in query.activity_ids if i in feed.index}
+            index = {
+                i: feed.index[i]
+                for i in query.activity_ids
+                if i in feed.index
+                and (not feed.index[i].held or feed.index[i].aggregated_id in live)
+            }
             if query.holding:
                 holding = {e.aggregated_id for e in index.values() if e.aggregated_id}
-                wanted.extend(i for i in feed.ordered_ids() if i in holding and i not in wanted)
+                wanted.extend(i for i in live if i in holding and i not in wanted)
             snapshots.append(
                 GroupSnapshot(feed.version, [(i, feed.data[i]) for i in wanted], index)
             )
@@ -291,8 +316,9 @@ class MemoryGroupStorage:
             if feed.version != write.version:
                 results.append(False)
                 continue
-            dropped = set(write.removals)
-            for aggregated_id in write.removals:
+            expired = set(feed.scores) - set(feed.ordered_ids(self._oldest()))
+            dropped = set(write.removals) | expired
+            for aggregated_id in dropped:
                 self._drop(feed, aggregated_id)
             for aggregated_id, score, data in write.upserts:
                 feed.scores[aggregated_id] = score
@@ -308,16 +334,15 @@ class MemoryGroupStorage:
             feed.version += 1
             results.append(True)
             if markers:
-                _publish(write.key, feed.counts())
+                _publish(write.key, feed.counts(self._oldest()))
         return results
 
     @staticmethod
     def _index(feed: _GroupFeed, entries: Mapping[str, IndexEntry], dropped: set[str]) -> None:
         for activity_id, entry in entries.items():
             feed.index[activity_id] = entry
-            if entry.held:
-                feed.removed.pop(activity_id, None)
-            else:
+            feed.removed.pop(activity_id, None)
+            if not entry.held:
                 feed.removed[activity_id] = entry.version
         if dropped:
             for activity_id in [
@@ -341,7 +366,7 @@ class MemoryGroupStorage:
         feed = _groups.get(key)
         if feed is None:
             return []
-        return [(i, feed.data[i]) for i in feed.ordered_ids()[start:stop]]
+        return [(i, feed.data[i]) for i in feed.ordered_ids(self._oldest())[start:stop]]
 
     async def get_page(
         self, key: str, before: tuple[int, str] | None, limit: int
@@ -351,14 +376,14 @@ class MemoryGroupStorage:
             return []
         ids = [
             i
-            for i in feed.ordered_ids()
+            for i in feed.ordered_ids(self._oldest())
             if before is None or (feed.scores[i], i) < before
         ]
         return [(i, feed.data[i]) for i in ids[:limit]]
 
     async def count(self, key: str) -> int:
         feed = _groups.get(key)
-        return len(feed.scores) if feed else 0
+        return len(feed.ordered_ids(self._oldest())) if feed else 0
 
     async def marker_state(self, key: str, ids: Sequence[str]) -> list[tuple[bool, bool]]:
         feed = _groups.get(key) or _GroupFeed()
@@ -366,19 +391,19 @@ class MemoryGroupStorage:
 
     async def marker_counts(self, key: str) -> Counts:
         feed = _groups.get(key) or _GroupFeed()
-        return feed.counts()
+        return feed.counts(self._oldest())
 
     async def mark(self, key: str, ids: Sequence[str] | None, seen: bool, read: bool) -> Counts:
         feed = _groups.get(key)
         if feed is None:
             return _GroupFeed().counts()
-        before = feed.counts()
+        before = feed.counts(self._oldest())
         targets = set(feed.scores) if ids is None else set(ids)
         if seen:
             feed.unseen -= targets
         if read:
             feed.unread -= targets
-        counts = feed.counts()
+        counts = feed.counts(self._oldest())
         if counts != before:
             feed.version += 1
             _publish(key, counts)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from ...activity import ID_TIME_DIGITS
+from ..base import expiry_cutoff
 from . import registry
 from .batches import chunks, write_partition
 from .connection import CassandraClient, get_client
@@ -81,6 +82,8 @@ class CassandraActivityStorage:
         )
 
     async def get_many(self, activity_ids: Sequence[str]) -> list[bytes | None]:
+        cutoff = expiry_cutoff(self.ttl) or ""  # expired rows may outlive it by a second
+        live = [i for i in activity_ids if i >= cutoff]
         client, table = self._client()
         select = (
             f"SELECT activity_id, data FROM {table} "
@@ -89,7 +92,7 @@ class CassandraActivityStorage:
         results = await asyncio.gather(
             *(
                 client.execute(select, [self.prefix, bucket, list(chunk)])
-                for bucket, ids in _by_bucket(activity_ids).items()
+                for bucket, ids in _by_bucket(live).items()
                 for chunk in chunks(ids)
             )
         )

@@ -31,7 +31,15 @@ from ...activity import group_of
 from ...exceptions import ConcurrentUpdateError
 from ...keys import KeyFormat
 from ...types import Subscription
-from ..base import TOMBSTONE_LIMIT, Counts, GroupQuery, GroupSnapshot, GroupWrite, IndexEntry
+from ..base import (
+    TOMBSTONE_LIMIT,
+    Counts,
+    GroupQuery,
+    GroupSnapshot,
+    GroupWrite,
+    IndexEntry,
+    oldest_score,
+)
 from . import registry
 from .connection import CassandraClient, OutcomeUnknownError, acsylla, get_client
 from .pubsub import CountsNotifier
@@ -85,12 +93,27 @@ class CassandraGroupStorage:
     """Aggregated feeds of one key prefix in a shared ``groups`` table."""
 
     def __init__(
-        self, cluster: str, table: str, key_prefix: str, notifier: CountsNotifier | None
+        self,
+        cluster: str,
+        table: str,
+        key_prefix: str,
+        notifier: CountsNotifier | None,
+        ttl: int | None = None,
     ) -> None:
         self.cluster = cluster
         self.table = table
         self.key_prefix = key_prefix
         self.notifier = notifier
+        self.ttl = ttl
+
+    def _live(self, state: FeedState) -> FeedState:
+        """``state`` without the groups older than the TTL."""
+        oldest = oldest_score(self.ttl)
+        if oldest is None:
+            return state
+        scores = {i: score for i, score in state.scores.items() if score >= oldest}
+        live = frozenset(scores)
+        return FeedState(state.token, scores, state.unseen & live, state.unread & live)
 
     def _client(self) -> tuple[CassandraClient, str]:
         client = get_client(self.cluster)
@@ -156,7 +179,9 @@ class CassandraGroupStorage:
         )
         snapshots = []
         for state, groups, index in reads:
-            ordered = _ordered(state.scores)
+            ordered = _ordered(self._live(state).scores)
+            live = set(ordered)
+            index = {i: e for i, e in index.items() if not e.held or e.aggregated_id in live}
             ids = [
                 i
                 for i in ordered[: query.limit]
@@ -186,13 +211,14 @@ class CassandraGroupStorage:
         if not isinstance(state, FeedState):
             raise TypeError(f"{write.key}: a version read from this storage is needed")
         scores = dict(state.scores)
-        for aggregated_id in write.removals:
+        expired = set(scores) - set(self._live(state).scores)
+        for aggregated_id in (*write.removals, *expired):
             scores.pop(aggregated_id, None)
         upserts = {aggregated_id: (score, data) for aggregated_id, score, data in write.upserts}
         for aggregated_id, (score, _) in upserts.items():
             scores[aggregated_id] = score
         trimmed = set() if write.max_length is None else set(_ordered(scores)[write.max_length :])
-        dropped = (set(write.removals) - set(upserts)) | trimmed
+        dropped = ((set(write.removals) | expired) - set(upserts)) | trimmed
         kept = {i: v for i, v in upserts.items() if i not in trimmed}
         unseen = (set(write.unseen) - dropped) if markers else set()
         index_set, index_drop, removed_set, removed_drop = await self._index_changes(
@@ -312,7 +338,8 @@ class CassandraGroupStorage:
     async def get_slice(self, key: str, start: int, stop: int | None) -> list[tuple[str, bytes]]:
         client, table = self._client()
         state, groups, _ = await self._read(client, table, key)
-        return [(i, groups[i]) for i in _ordered(state.scores)[start:stop] if i in groups]
+        live = self._live(state)
+        return [(i, groups[i]) for i in _ordered(live.scores)[start:stop] if i in groups]
 
     async def get_page(
         self, key: str, before: tuple[int, str] | None, limit: int
@@ -321,7 +348,7 @@ class CassandraGroupStorage:
         state, groups, _ = await self._read(client, table, key)
         ids = [
             i
-            for i in _ordered(state.scores)
+            for i in _ordered(self._live(state).scores)
             if i in groups and (before is None or (state.scores[i], i) < before)
         ]
         return [(i, groups[i]) for i in ids[:limit]]
@@ -329,7 +356,7 @@ class CassandraGroupStorage:
     async def count(self, key: str) -> int:
         client, table = self._client()
         state, _, _ = await self._read(client, table, key, with_groups=False)
-        return len(state.scores)
+        return len(self._live(state).scores)
 
     # -- markers -----------------------------------------------------------------------
     async def marker_state(self, key: str, ids: Sequence[str]) -> list[tuple[bool, bool]]:
@@ -340,7 +367,7 @@ class CassandraGroupStorage:
     async def marker_counts(self, key: str) -> Counts:
         client, table = self._client()
         state, _, _ = await self._read(client, table, key, with_groups=False)
-        return state.counts()
+        return self._live(state).counts()
 
     async def mark(self, key: str, ids: Sequence[str] | None, seen: bool, read: bool) -> Counts:
         client, table = self._client()

@@ -15,6 +15,7 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
+from ..base import expiry_cutoff
 from .connection import Command, RedisServer, get_server
 from .keys import (
     ACTIVITY_SHARDS,
@@ -65,8 +66,9 @@ class RedisActivityStorage:
         An activity already older than the TTL is not stored at all.
         """
         now = time.time()
+        cutoff = expiry_cutoff(self.ttl) or ""
         commands: list[Command] = []
-        for key, ids in self._by_key(list(items)).items():
+        for key, ids in self._by_key([i for i in items if i >= cutoff]).items():
             expiry = self.expires_at(ids[0])
             if expiry is not None and expiry <= now:
                 continue
@@ -81,11 +83,20 @@ class RedisActivityStorage:
         await self.server.run(self.add_commands(items))
 
     async def get_many(self, activity_ids: Sequence[str]) -> list[bytes | None]:
-        """Load activities in one round trip.
+        """Load activities in one round trip (``None`` for unknown or expired ones).
 
         A single server answers one script call for all ids; a cluster, which
         forbids scripts across slots, one HMGET per hash touched.
         """
+        cutoff = expiry_cutoff(self.ttl)
+        if cutoff is not None:
+            live = [i for i in activity_ids if i >= cutoff]
+            found = dict(zip(live, await self.get_many_unexpired(live), strict=True))
+            return [found.get(i) for i in activity_ids]
+        return await self.get_many_unexpired(activity_ids)
+
+    async def get_many_unexpired(self, activity_ids: Sequence[str]) -> list[bytes | None]:
+        """``get_many`` without the TTL check."""
         if not activity_ids:
             return []
         if not self.server.is_cluster:

@@ -13,11 +13,26 @@ from typing import Any
 
 from ...keys import KeyFormat
 from ...types import Subscription
-from ..base import TOMBSTONE_LIMIT, Counts, GroupQuery, GroupSnapshot, GroupWrite, IndexEntry
+from ..base import (
+    TOMBSTONE_LIMIT,
+    Counts,
+    GroupQuery,
+    GroupSnapshot,
+    GroupWrite,
+    IndexEntry,
+    oldest_score,
+)
 from .connection import Command, RedisServer, get_server
 from .keys import GROUP_SUFFIXES, counts_channel, feed_key_of, feed_key_pattern, group_keys
 from .pubsub import CountsSubscription
-from .scripts import COMMIT_GROUPS, DELETE_GROUPS, MARK, READ_GROUP_PAGE, READ_GROUPS
+from .scripts import (
+    COMMIT_GROUPS,
+    DELETE_GROUPS,
+    MARK,
+    MARKER_COUNTS,
+    READ_GROUP_PAGE,
+    READ_GROUPS,
+)
 
 DELETED_VERSION_TTL = 3600
 """Seconds a deleted feed's version outlives it, far beyond any writer's read-to-commit gap."""
@@ -39,11 +54,12 @@ def _snapshot(reply: Sequence[Any], activity_ids: Sequence[str]) -> GroupSnapsho
     return GroupSnapshot(version, groups, index)
 
 
-def _read_args(first: int, count: int | None, query: GroupQuery) -> list[Any]:
+def _read_args(first: int, count: int | None, query: GroupQuery, oldest: str) -> list[Any]:
     group_keys = sorted(query.group_keys or ())
     return [
         first,
         -1 if count is None else count,
+        oldest,
         len(group_keys),
         *group_keys,
         len(query.activity_ids),
@@ -52,13 +68,14 @@ def _read_args(first: int, count: int | None, query: GroupQuery) -> list[Any]:
     ]
 
 
-def _commit_args(write: GroupWrite, markers: bool, channel: str) -> list[Any]:
+def _commit_args(write: GroupWrite, markers: bool, channel: str, oldest: str) -> list[Any]:
     args: list[Any] = [
         write.version,
         -1 if write.max_length is None else write.max_length,
         1 if markers else 0,
         channel,
         TOMBSTONE_LIMIT,
+        oldest,
         len(write.removals),
         *write.removals,
         len(write.upserts),
@@ -76,16 +93,23 @@ def _commit_args(write: GroupWrite, markers: bool, channel: str) -> list[Any]:
 class RedisGroupStorage:
     """Groups of many aggregated feeds; markers and pub/sub for notification feeds."""
 
-    def __init__(self, server: RedisServer | str) -> None:
+    def __init__(self, server: RedisServer | str, ttl: int | None = None) -> None:
         self.server = get_server(server) if isinstance(server, str) else server
+        self.ttl = ttl
 
     def __repr__(self) -> str:
         return f"<RedisGroupStorage on {self.server!r}>"
 
+    def _oldest(self) -> str:
+        """The oldest group score the TTL keeps, as a Redis score bound."""
+        oldest = oldest_score(self.ttl)
+        return "-inf" if oldest is None else str(oldest)
+
     def _read(self, key: str, first: int, count: int | None, query: GroupQuery) -> Command:
         keys = group_keys(key)
         read_keys = [keys[SCORES], keys[GROUPS], keys[VERSION], keys[INDEX]]
-        return self.server.evalsha(READ_GROUPS, read_keys, _read_args(first, count, query))
+        args = _read_args(first, count, query, self._oldest())
+        return self.server.evalsha(READ_GROUPS, read_keys, args)
 
     async def read_many(self, keys: Sequence[str], query: GroupQuery) -> list[GroupSnapshot]:
         """What ``query`` asks of each feed with its version, in one round trip."""
@@ -96,7 +120,9 @@ class RedisGroupStorage:
         """Compare-and-set each feed's write, all feeds in one round trip."""
         commands = [
             self.server.evalsha(
-                COMMIT_GROUPS, group_keys(w.key), _commit_args(w, markers, counts_channel(w.key))
+                COMMIT_GROUPS,
+                group_keys(w.key),
+                _commit_args(w, markers, counts_channel(w.key), self._oldest()),
             )
             for w in writes
         ]
@@ -122,13 +148,14 @@ class RedisGroupStorage:
         keys = group_keys(key)
         args = ["+inf", ""] if before is None else [before[0], before[1]]
         (reply,) = await self.server.run(
-            [self.server.evalsha(READ_GROUP_PAGE, keys[:2], [*args, limit])]
+            [self.server.evalsha(READ_GROUP_PAGE, keys[:2], [*args, limit, self._oldest()])]
         )
         return [(reply[i].decode(), reply[i + 1]) for i in range(0, len(reply), 2)]
 
     async def count(self, key: str) -> int:
         """How many groups the feed holds."""
-        return int(await self.server.call("ZCARD", group_keys(key)[SCORES]))
+        scores = group_keys(key)[SCORES]
+        return int(await self.server.call("ZCOUNT", scores, self._oldest(), "+inf"))
 
     async def marker_state(self, key: str, ids: Sequence[str]) -> list[tuple[bool, bool]]:
         """``(is_seen, is_read)`` of each group, in one round trip."""
@@ -143,7 +170,19 @@ class RedisGroupStorage:
     async def marker_counts(self, key: str) -> Counts:
         """How many groups are unseen and unread, in one round trip."""
         keys = group_keys(key)
-        unseen, unread = await self.server.run([("SCARD", keys[UNSEEN]), ("SCARD", keys[UNREAD])])
+        if self.ttl is None:
+            unseen, unread = await self.server.run(
+                [("SCARD", keys[UNSEEN]), ("SCARD", keys[UNREAD])]
+            )
+        else:
+            (reply,) = await self.server.run(
+                [
+                    self.server.evalsha(
+                        MARKER_COUNTS, [keys[SCORES], keys[UNSEEN], keys[UNREAD]], [self._oldest()]
+                    )
+                ]
+            )
+            unseen, unread = reply
         return {"unseen_count": int(unseen), "unread_count": int(unread)}
 
     async def mark(self, key: str, ids: Sequence[str] | None, seen: bool, read: bool) -> Counts:

@@ -278,19 +278,20 @@ READ_GROUPS = Lua(
     _INDEX
     + """
 -- KEYS: scores, groups, version, index.
--- ARGV: first rank, how many (-1 = all the rest), #group keys, group keys...,
---       #activity ids, ids..., holding (1/0).
+-- ARGV: first rank, how many (-1 = all the rest), oldest score kept ('-inf': no TTL),
+--       #group keys, group keys..., #activity ids, ids..., holding (1/0).
 -- Returns {version, #groups, id, data, ..., entry or false per activity id}:
--- the window's groups (highest score first) whose group key is listed (any
--- key if none is), the index entries of the ids, and with holding also the
--- groups holding them. A group key is what follows the 18-digit time and ':'.
-local first, count = tonumber(ARGV[1]), tonumber(ARGV[2])
-local wanted_keys = tonumber(ARGV[3])
+-- the window's groups (highest score first, none older than the TTL) whose group
+-- key is listed (any key if none is), the index entries of the ids (false where
+-- the holding group expired), and with holding also the groups holding them. A
+-- group key is what follows the 18-digit time and ':'.
+local first, count, oldest = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local wanted_keys = tonumber(ARGV[4])
 local keys = {}
-for i = 4, 3 + wanted_keys do
+for i = 5, 4 + wanted_keys do
   keys[ARGV[i]] = true
 end
-local at = 4 + wanted_keys
+local at = 5 + wanted_keys
 local id_count = tonumber(ARGV[at])
 local ids = {}
 for i = 1, id_count do
@@ -312,11 +313,13 @@ local function take(id)
   end
 end
 if count ~= 0 then
-  local last = -1
+  local window
   if count > 0 then
-    last = first + count - 1
+    window = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', oldest, 'LIMIT', first, count)
+  else
+    window = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', oldest, 'LIMIT', first, -1)
   end
-  for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], first, last)) do
+  for _, id in ipairs(window) do
     if wanted_keys == 0 or keys[string.sub(id, 20)] then
       take(id)
     end
@@ -325,6 +328,17 @@ end
 local entries = {}
 if id_count > 0 then
   entries = redis.call('HMGET', KEYS[4], unpack(ids))
+  for i = 1, id_count do
+    if entries[i] and oldest ~= '-inf' then
+      local id = holder(entries[i])
+      if id then
+        local score = redis.call('ZSCORE', KEYS[1], id)
+        if not score or tonumber(score) < tonumber(oldest) then
+          entries[i] = false
+        end
+      end
+    end
+  end
   if holding then
     for i = 1, id_count do
       if entries[i] then
@@ -351,14 +365,15 @@ READ_GROUP_PAGE = Lua(
     "read_group_page",
     """
 -- KEYS: scores, groups. ARGV: the score and id the last page ended with ('+inf' and ''
--- for the first page), how many. Returns {id, data, ...} ordered by (score, id),
--- highest first, strictly after that position. Equal scores come in reverse id
--- order, so the ones at or above the id were on earlier pages and are skipped.
-local top, after, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
+-- for the first page), how many, the oldest score kept ('-inf': no TTL). Returns
+-- {id, data, ...} ordered by (score, id), highest first, strictly after that
+-- position. Equal scores come in reverse id order, so the ones at or above the id
+-- were on earlier pages and are skipped.
+local top, after, limit, oldest = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local page = {}
 local offset = 0
 while #page < 2 * limit do
-  local batch = redis.call('ZREVRANGEBYSCORE', KEYS[1], top, '-inf', 'WITHSCORES',
+  local batch = redis.call('ZREVRANGEBYSCORE', KEYS[1], top, oldest, 'WITHSCORES',
     'LIMIT', offset, limit + 16)
   if #batch == 0 then
     break
@@ -387,10 +402,12 @@ COMMIT_GROUPS = Lua(
     + """
 -- KEYS: scores, groups, version, unseen, unread, index, removals.
 -- ARGV: expected version, max_length (-1 = keep all), markers (1/0), channel,
---       removals remembered, #removals, ids..., #upserts, (id, score, data)...,
---       #unseen, ids..., #index entries, (activity id, entry)...
+--       removals remembered, oldest score kept ('-inf': no TTL), #removals, ids...,
+--       #upserts, (id, score, data)..., #unseen, ids..., #index entries,
+--       (activity id, entry)...
 -- Applies the write only if the version still holds; returns 1, or 0 if it lost.
--- Index entries of the groups the write removes or trims go with them.
+-- Groups older than the TTL go too; index entries of the groups the write
+-- removes, trims or expires go with them.
 if (redis.call('GET', KEYS[3]) or '0') ~= ARGV[1] then
   return 0
 end
@@ -410,7 +427,12 @@ local function drop(id)
   any_dropped = true
 end
 
-local i = 6
+if ARGV[6] ~= '-inf' then
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[6])) do
+    drop(id)
+  end
+end
+local i = 7
 local n = tonumber(ARGV[i])
 i = i + 1
 for _ = 1, n do
@@ -477,6 +499,25 @@ if markers then
   redis.call('PUBLISH', ARGV[4], counts_json(KEYS[4], KEYS[5]))
 end
 return 1
+""",
+)
+
+MARKER_COUNTS = Lua(
+    "marker_counts",
+    """
+-- KEYS: scores, unseen, unread. ARGV: the oldest score kept.
+-- Returns {unseen, unread} among the groups the TTL keeps.
+local function live(key)
+  local n = 0
+  for _, id in ipairs(redis.call('SMEMBERS', key)) do
+    local score = redis.call('ZSCORE', KEYS[1], id)
+    if score and tonumber(score) >= tonumber(ARGV[1]) then
+      n = n + 1
+    end
+  end
+  return n
+end
+return {live(KEYS[2]), live(KEYS[3])}
 """,
 )
 
