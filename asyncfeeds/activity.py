@@ -115,7 +115,7 @@ def from_epoch_micros(micros: int) -> datetime:
 
 
 def make_activity_id(time: datetime, verb_id: int, actor: Any, object_: Any, target: Any) -> str:
-    """Build the sortable, deterministic id: 17 digits of time, then 16 hex of identity hash."""
+    """Build the sortable, deterministic id: 18 digits of time, then 16 hex of identity hash."""
     micros = epoch_micros(time)
     if micros < 0:
         raise ValueError("activity time must not be before 1970-01-01")

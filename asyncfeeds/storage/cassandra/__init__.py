@@ -1,4 +1,4 @@
-"""The Cassandra backend through acsylla: denormalised timelines, one-row aggregated feeds."""
+"""The Cassandra backend through acsylla: id timelines, hourly activities, one-row groups."""
 
 from .activities import CassandraActivityStorage
 from .connection import CassandraClient, get_client
