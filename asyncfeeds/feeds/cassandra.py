@@ -26,6 +26,11 @@ from .base import Feed
 from .notification import NotificationFeed
 
 
+GROUP_ROW_ACTIVITY_BYTES = 64 * 1024
+"""Aggregated feeds keep every group of a feed in one row (15 activities per group), so their
+activities are bounded well below Cassandra's mutation and partition limits."""
+
+
 @lru_cache(maxsize=1024)
 def _activities(
     cluster: str, table: str, prefix: str, ttl: int | None
@@ -106,6 +111,8 @@ class CassandraFeed(_CassandraBinding, Feed):
 class CassandraAggregatedFeed(_CassandraBinding, AggregatedFeed):
     """An aggregated feed in Cassandra: one row per feed, committed by lightweight transaction."""
 
+    max_activity_bytes: ClassVar[int] = GROUP_ROW_ACTIVITY_BYTES
+
     @classmethod
     def get_group_storage(cls) -> GroupStorage:
         table = identifier(cls.group_table, "table")
@@ -122,6 +129,7 @@ class CassandraNotificationFeed(_CassandraBinding, NotificationFeed):
 
     redis_server: ClassVar[str] = "default"
     subscribe_poll_interval: ClassVar[float] = 1.0
+    max_activity_bytes: ClassVar[int] = GROUP_ROW_ACTIVITY_BYTES
 
     @classmethod
     def get_group_storage(cls) -> GroupStorage:
