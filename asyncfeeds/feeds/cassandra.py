@@ -25,7 +25,6 @@ from .aggregated import AggregatedFeed
 from .base import Feed
 from .notification import NotificationFeed
 
-
 GROUP_ROW_ACTIVITY_BYTES = 64 * 1024
 """Aggregated feeds keep every group of a feed in one row (15 activities per group), so their
 activities are bounded well below Cassandra's mutation and partition limits."""
