@@ -8,10 +8,13 @@ needs no schema change at all.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .connection import CassandraClient, acsylla
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ async def setup(client: CassandraClient, tables: Iterable[tuple[str, Table]]) ->
         consistency=acsylla.Consistency.ONE,
     )
     if keyspaces.first() is None:
+        logger.info("creating keyspace %s on %s", client.keyspace, client.address)
         await client.execute_schema_change(
             f"CREATE KEYSPACE IF NOT EXISTS {client.keyspace} "
             f"WITH replication = {client.replication_cql}",
@@ -103,10 +107,12 @@ async def setup(client: CassandraClient, tables: Iterable[tuple[str, Table]]) ->
     for name, table in pending:
         qualified = f"{client.keyspace}.{name}"
         if name not in existing:
+            logger.info("creating table %s", qualified)
             await client.execute_schema_change(table.create_cql(qualified))
         else:
             for column, cql_type in table.columns:
                 if column not in existing[name]:
+                    logger.info("adding column %s %s to %s", column, cql_type, qualified)
                     await client.execute_schema_change(
                         f"ALTER TABLE {qualified} ADD {column} {cql_type}"
                     )
