@@ -82,6 +82,12 @@ class KeyFormat:
         """The feed key of one user."""
         return f"{self.prefix}{encode_user_id(user_id)}{self.suffix}"
 
+    @property
+    def scope(self) -> str:
+        """A name for all feeds of this format together, e.g. ``"10:feed:user:*"``: no two
+        formats share one (the length fixes where the prefix ends)."""
+        return f"{len(self.prefix)}:{self.prefix}*{self.suffix}"
+
     def owns(self, feed_key: str) -> bool:
         """Whether ``feed_key`` has this format's shape (no other format's key has it)."""
         return _pattern(self.prefix, self.suffix).fullmatch(feed_key) is not None

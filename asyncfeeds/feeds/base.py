@@ -6,17 +6,18 @@ overriding ``get_timeline_storage`` and ``get_activity_storage``.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from typing import Any, ClassVar, NoReturn
 
 from ..activity import Activity
 from ..compat import FeedNames
-from ..keys import KeyFormat
+from ..keys import KeyFormat, encode_user_id
 from ..metrics import Metrics, metered_read, metered_write, process_metrics
 from ..pages import Page, check_limit, decode_cursor, encode_cursor
 from ..serializers import ActivitySerializer
-from ..storage.base import ActivityStorage, Bounds, TimelineStorage
+from ..storage.base import ActivityStorage, Bounds, PulledStorage, TimelineStorage
 from ..versions import current_version, next_version
 
 _FILTERS = {
@@ -78,6 +79,11 @@ class Feed(FeedNames):
     @classmethod
     def activity_storage_identity(cls) -> tuple[Any, ...]:
         """Equal for feed classes sharing one activity storage (the manager stores once each)."""
+        raise NotImplementedError(f"{cls.__name__} is not bound to a storage backend")
+
+    @classmethod
+    def get_pulled_storage(cls) -> PulledStorage:
+        """Where this class records pulled authors (bound by the backend subclass)."""
         raise NotImplementedError(f"{cls.__name__} is not bound to a storage backend")
 
     @classmethod
@@ -176,6 +182,44 @@ class Feed(FeedNames):
         """Drop every timeline of this class and its activity storage (tests)."""
         await cls.get_timeline_storage().flush(cls.key_shape())
         await cls.get_activity_storage().flush()
+        await cls.get_pulled_storage().flush(cls.key_shape().scope)
+
+    # -- pulled authors and read-time merges (Manager.pull_threshold, read_feed) --------
+    @classmethod
+    async def mark_pulled(cls, user_id: int | str) -> None:
+        """Record that ``user_id``'s feed of this class is read at read time, not fanned out."""
+        await cls.get_pulled_storage().add(cls.key_shape().scope, encode_user_id(user_id))
+
+    @classmethod
+    async def pulled_among(cls, user_ids: Sequence[int | str]) -> list[bool]:
+        """Whether each user is recorded as pulled for this class (one round trip)."""
+        authors = [encode_user_id(u) for u in user_ids]
+        return await cls.get_pulled_storage().contains_many(cls.key_shape().scope, authors)
+
+    @staticmethod
+    async def newest_ids(feeds: Sequence[Feed], limit: int) -> list[list[str]]:
+        """Ids of the newest ``limit`` activities of each flat feed within its filter.
+
+        One storage call per timeline storage (feeds filtered alike), so reading many
+        feeds for a merge is one round trip on a single Redis.
+        """
+        calls: dict[tuple[int, Bounds], tuple[TimelineStorage, list[int]]] = {}
+        for position, feed in enumerate(feeds):
+            if not feed._newest_first:
+                raise ValueError("newest_ids reads feeds newest first")
+            storage = type(feed).get_timeline_storage()
+            calls.setdefault((id(storage), feed._bounds), (storage, []))[1].append(position)
+        results = await asyncio.gather(
+            *(
+                storage.get_slices([feeds[i].key for i in positions], limit, bounds)
+                for (_, bounds), (storage, positions) in calls.items()
+            )
+        )
+        found: list[list[str]] = [[] for _ in feeds]
+        for (_, positions), slices in zip(calls.values(), results, strict=True):
+            for position, ids in zip(positions, slices, strict=True):
+                found[position] = ids
+        return found
 
     # -- batch writes for many feeds (fanout) ----------------------------------------
     @classmethod

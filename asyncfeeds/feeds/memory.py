@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..storage.base import ActivityStorage, GroupStorage, TimelineStorage
-from ..storage.memory import MemoryActivityStorage, MemoryGroupStorage, MemoryTimelineStorage
+from ..storage.base import ActivityStorage, GroupStorage, PulledStorage, TimelineStorage
+from ..storage.memory import (
+    MemoryActivityStorage,
+    MemoryGroupStorage,
+    MemoryPulledStorage,
+    MemoryTimelineStorage,
+)
 from .aggregated import AggregatedFeed
 from .base import Feed
 from .notification import NotificationFeed
 
 _timelines = MemoryTimelineStorage()
 _groups = MemoryGroupStorage()
+_pulled = MemoryPulledStorage()
 
 
 class _MemoryBinding:
@@ -24,6 +30,10 @@ class _MemoryBinding:
     @classmethod
     def get_group_storage(cls) -> GroupStorage:
         return _groups
+
+    @classmethod
+    def get_pulled_storage(cls) -> PulledStorage:
+        return _pulled
 
     @classmethod
     def get_activity_storage(cls) -> ActivityStorage:

@@ -9,14 +9,20 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, ClassVar
 
-from ..storage.base import ActivityStorage, GroupStorage, TimelineStorage
-from ..storage.redis import RedisActivityStorage, RedisGroupStorage, RedisTimelineStorage
+from ..storage.base import ActivityStorage, GroupStorage, PulledStorage, TimelineStorage
+from ..storage.redis import (
+    RedisActivityStorage,
+    RedisGroupStorage,
+    RedisPulledStorage,
+    RedisTimelineStorage,
+)
 from .aggregated import AggregatedFeed
 from .base import Feed
 from .notification import NotificationFeed
 
 _timelines = lru_cache(maxsize=None)(RedisTimelineStorage)
 _groups = lru_cache(maxsize=None)(RedisGroupStorage)
+_pulled = lru_cache(maxsize=None)(RedisPulledStorage)
 
 
 class _RedisBinding:
@@ -31,6 +37,10 @@ class _RedisBinding:
     @classmethod
     def get_group_storage(cls) -> GroupStorage:
         return _groups(cls.redis_server)
+
+    @classmethod
+    def get_pulled_storage(cls) -> PulledStorage:
+        return _pulled(cls.redis_server)
 
     @classmethod
     def get_activity_storage(cls) -> ActivityStorage:

@@ -74,6 +74,7 @@ _activities: dict[str, dict[str, bytes]] = {}
 _timelines: dict[str, _Timeline] = {}
 _groups: dict[str, _GroupFeed] = {}
 _subscribers: dict[str, set[asyncio.Queue[Item]]] = {}
+_pulled: dict[str, set[str]] = {}
 
 
 def reset() -> None:
@@ -81,6 +82,7 @@ def reset() -> None:
     _activities.clear()
     _timelines.clear()
     _groups.clear()
+    _pulled.clear()
 
 
 class MemoryActivityStorage:
@@ -176,6 +178,13 @@ class MemoryTimelineStorage:
         if newest_first:
             ids.reverse()
         return [(i, None) for i in ids[start:stop]]
+
+    async def get_slices(
+        self, keys: Sequence[str], limit: int, bounds: Bounds
+    ) -> list[list[str]]:
+        return [
+            [i for i, _ in await self.get_slice(key, 0, limit, bounds, True)] for key in keys
+        ]
 
     async def count(self, key: str) -> int:
         timeline = _timelines.get(key)
@@ -372,3 +381,17 @@ class _Subscription(QueueSubscription):
 def _publish(key: str, counts: Counts) -> None:
     for queue in _subscribers.get(key, ()):
         queue.put_nowait(("change", counts.copy()))
+
+
+class MemoryPulledStorage:
+    """Pulled authors as one process-wide set per scope."""
+
+    async def add(self, scope: str, author: str) -> None:
+        _pulled.setdefault(scope, set()).add(author)
+
+    async def contains_many(self, scope: str, authors: Sequence[str]) -> list[bool]:
+        pulled = _pulled.get(scope, set())
+        return [author in pulled for author in authors]
+
+    async def flush(self, scope: str) -> None:
+        _pulled.pop(scope, None)

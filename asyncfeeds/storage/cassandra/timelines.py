@@ -157,6 +157,15 @@ class CassandraTimelineStorage:
         rows = await client.rows(cql, [key, *params], page_size=page_size)
         return [(row["activity_id"], None) for row in rows[start:]]
 
+    async def get_slices(
+        self, keys: Sequence[str], limit: int, bounds: Bounds
+    ) -> list[list[str]]:
+        """The newest ``limit`` ids of each timeline: one query per feed, all concurrent."""
+        slices = await asyncio.gather(
+            *(self.get_slice(key, 0, limit, bounds, True) for key in keys)
+        )
+        return [[activity_id for activity_id, _ in rows] for rows in slices]
+
     async def count(self, key: str) -> int:
         client, table = self._client()
         result = await client.execute(f"SELECT COUNT(*) FROM {table} WHERE feed_key = ?", [key])
