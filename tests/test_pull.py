@@ -399,19 +399,20 @@ async def test_round_trips_do_not_grow_with_pulled_authors_or_followers(
     for author in authors:
         await manager.batch_import(author, [post(author * 10 + k, actor=author) for k in (3, 4)])
     for user in (0, 5, 50):
-        await manager.get_feeds(user)["flat"].add_many([post(1000 + user + k, actor=99)
+        await manager.get_feeds(user)["flat"].add_many([post(user + 17 * k, actor=99)
                                                         for k in range(30)])
     plain = manager.get_feeds(50)["flat"]
     measured()
     await plain[:25]
     assert measured() == 1
-    # read_feed: the pulled set, ONE pipeline reading every source's ids, ONE data load.
-    for reader, expected in ((0, 2), (5, 3), (50, 3)):
+    # read_feed: ONE script call finds the pulled followees, reads the reader's feed and
+    # theirs, merges and loads the page's data, however many pulled authors are followed.
+    for reader in (0, 5, 50):
         page = await manager.read_feed(reader, "flat", limit=25)
         assert len(page.items) == 25
-        assert measured() == expected, reader
+        assert measured() == 1, reader
         page = await manager.read_feed(reader, "flat", limit=25, cursor=page.next_cursor)
-        assert measured() == expected, reader
+        assert measured() == 1, reader
 
 
 # -- follow, unfollow, remove ----------------------------------------------------------------

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 MERGED_KIND = "merged"
 """What cursors of ``read_feed`` say they belong to (never valid for ``Feed.page``)."""
 
+ROWS_WITH_DATA = 10
+"""Up to this many pulled feeds are read with their data in the same round trip (where the
+backend can); past it, ids only, and the chosen page's data in one more round trip."""
+
 Groups = list[tuple[Any, Any]]
 """Follower ids by priority, as ``Manager._follower_groups`` gives them."""
 
@@ -150,56 +154,84 @@ async def _resume_async(read: list[Any], rest: Any) -> AsyncIterator[Any]:
 async def read_merged(
     manager: Manager, user_id: Any, name: str, limit: int, cursor: str | None
 ) -> Page[Activity]:
-    """``Manager.read_feed``: the pushed feed ``name`` merged with the pulled followees."""
+    """``Manager.read_feed``: the pushed feed ``name`` merged with the pulled followees.
+
+    Where the backend merges in one round trip (a single Redis) it does. Elsewhere,
+    first, together: the pulled authors the reader follows, and the pushed feed's
+    newest ``limit + 1`` rows; then the pulled authors' newest ``limit + 1`` rows, all
+    in one storage call; last, the data of the chosen rows that came without it.
+    """
     feed_class = _flat_feed_class(manager, name)
     limit = check_limit(limit)
     pushed = feed_class(user_id)
     before = None if cursor is None else _position(cursor, pushed.key)
-    authors = await pulled_followees(manager, user_id)
-    if not authors:
-        return await _pushed_page(pushed, limit, before)
-    assert manager.user_feed_class is not None
-    sources = [pushed, *(manager.user_feed_class(a) for a in authors)]
-    if before is not None:
-        sources = [feed.filter(activity_id__lt=before) for feed in sources]
-    id_lists = await Feed.newest_ids(sources, limit + 1)
-    owner: dict[str, int] = {}
-    for index, ids in enumerate(id_lists):
-        for activity_id in ids:
-            owner.setdefault(activity_id, index)  # the pushed feed (index 0) wins a duplicate
-    newest = heapq.nlargest(limit + 1, owner)
-    chosen = newest[:limit]
-    items = await _hydrate(sources, owner, chosen)
+    encoded = await following_ids(manager, user_id)
+    following = list(encoded.values())
+    author_class = manager.user_feed_class if following else feed_class
+    assert author_class is not None
+    merged = await feed_class.merge_in_one_read(user_id, author_class, list(encoded), limit, before)
+    if merged is not None:
+        page_rows, more = merged
+        return _page(pushed, await pushed.hydrate(page_rows), page_rows, more)
+
+    source = pushed if before is None else pushed.filter(activity_id__lt=before)
+    authors, (pushed_rows,) = await asyncio.gather(
+        pulled_among(author_class, following), Feed.newest_rows([source], limit + 1)
+    )
+    sources: list[Feed] = [source]
+    row_lists = [pushed_rows]
+    if authors:
+        pulled = [author_class(a) for a in authors]
+        if before is not None:
+            pulled = [feed.filter(activity_id__lt=before) for feed in pulled]
+        with_data = len(pulled) <= ROWS_WITH_DATA
+        row_lists += await Feed.newest_rows(pulled, limit + 1, with_data=with_data)
+        sources += pulled
+    rows: dict[str, tuple[int, bytes | None]] = {}
+    for index, source_rows in enumerate(row_lists):
+        for activity_id, data in source_rows:
+            if activity_id not in rows or rows[activity_id][1] is None:
+                rows[activity_id] = (index, data)  # the first copy with data wins
+    newest = heapq.nlargest(limit + 1, rows)
+    chosen = [(i, rows[i][1]) for i in newest[:limit]]
+    items = await _hydrate(sources, rows, [i for i, _ in chosen])
+    return _page(pushed, items, chosen, len(newest) > limit)
+
+
+def _page(
+    pushed: Feed, items: list[Activity], rows: Sequence[tuple[str, Any]], more: bool
+) -> Page[Activity]:
     next_cursor = None
-    if len(newest) > limit:
-        next_cursor = encode_cursor(MERGED_KIND, pushed.key, ["-", chosen[-1]])
+    if more and rows:
+        next_cursor = encode_cursor(MERGED_KIND, pushed.key, ["-", rows[-1][0]])
     return Page(items=items, next_cursor=next_cursor)
 
 
-async def pulled_followees(manager: Manager, user_id: Any) -> list[Any]:
-    """The pulled authors ``user_id`` follows now (none while ``pull_threshold`` is None)."""
+async def following_ids(manager: Manager, user_id: Any) -> dict[str, Any]:
+    """Whom ``user_id`` follows now, each once, by encoded id (none while ``pull_threshold``
+    is None)."""
     if manager.pull_threshold is None:
-        return []
+        return {}
     following = manager.get_user_following_ids(user_id)
     if inspect.isawaitable(following):
         following = await following
-    unique: dict[str, Any] = {}
     if hasattr(following, "__aiter__"):
-        async for author in following:
-            unique.setdefault(encode_user_id(author), author)
+        found = [author async for author in following]
     elif isinstance(following, Iterable) and not isinstance(following, str | bytes):
-        for author in following:
-            unique.setdefault(encode_user_id(author), author)
+        found = list(following)
     else:
         raise TypeError(
             "get_user_following_ids must return an iterable of user ids, "
             f"got {type(following).__name__}"
         )
-    if not unique:
+    return {encode_user_id(author): author for author in found}
+
+
+async def pulled_among(author_class: type[Feed], authors: Sequence[Any]) -> list[Any]:
+    """Those of ``authors`` recorded as pulled (one round trip; none asked for none)."""
+    if not authors:
         return []
-    assert manager.user_feed_class is not None
-    authors = list(unique.values())
-    flags = await manager.user_feed_class.pulled_among(authors)
+    flags = await author_class.pulled_among(authors)
     return [author for author, pulled in zip(authors, flags, strict=True) if pulled]
 
 
@@ -225,30 +257,17 @@ def _position(cursor: str, feed_key: str) -> str:
     return position[1]
 
 
-async def _pushed_page(pushed: Feed, limit: int, before: str | None) -> Page[Activity]:
-    """A page of the pushed feed alone (one round trip on a single Redis), as ``page()``."""
-    kind = pushed.page_kind
-    flat_cursor = None if before is None else encode_cursor(kind, pushed.key, ["-", before])
-    page = await pushed.page(limit, flat_cursor)
-    next_cursor = None
-    if page.next_cursor is not None:
-        last = decode_cursor(page.next_cursor, kind, pushed.key)[1]
-        next_cursor = encode_cursor(MERGED_KIND, pushed.key, ["-", last])
-    return Page(items=page.items, next_cursor=next_cursor)
-
-
 async def _hydrate(
-    sources: Sequence[Feed], owner: Mapping[str, int], chosen: Sequence[str]
+    sources: Sequence[Feed], rows: Mapping[str, tuple[int, bytes | None]], chosen: Sequence[str]
 ) -> list[Activity]:
-    """The chosen activities, loaded by one call per distinct activity storage and class."""
-    by_storage: dict[tuple[Any, ...], tuple[Feed, list[str]]] = {}
+    """The chosen activities, decoded; data not read yet is loaded by one call per distinct
+    activity storage and class (none when every row came with its data)."""
+    by_storage: dict[tuple[Any, ...], tuple[Feed, list[tuple[str, bytes | None]]]] = {}
     for activity_id in chosen:
-        source = sources[owner[activity_id]]
-        feed_class = type(source)
+        index, data = rows[activity_id]
+        feed_class = type(sources[index])
         key = (feed_class.activity_storage_identity(), feed_class.activity_class)
-        by_storage.setdefault(key, (source, []))[1].append(activity_id)
-    loaded = await asyncio.gather(
-        *(feed.hydrate([(i, None) for i in ids]) for feed, ids in by_storage.values())
-    )
+        by_storage.setdefault(key, (sources[index], []))[1].append((activity_id, data))
+    loaded = await asyncio.gather(*(feed.hydrate(part) for feed, part in by_storage.values()))
     found = {a.activity_id: a for activities in loaded for a in activities}
     return [found[i] for i in chosen if i in found]

@@ -196,29 +196,57 @@ class Feed(FeedNames):
         authors = [encode_user_id(u) for u in user_ids]
         return await cls.get_pulled_storage().contains_many(cls.key_shape().scope, authors)
 
-    @staticmethod
-    async def newest_ids(feeds: Sequence[Feed], limit: int) -> list[list[str]]:
-        """Ids of the newest ``limit`` activities of each flat feed within its filter.
+    @classmethod
+    async def merge_in_one_read(
+        cls,
+        user_id: int | str,
+        author_class: type[Feed],
+        authors: Sequence[str],
+        limit: int,
+        before: str | None,
+    ) -> tuple[list[tuple[str, bytes | None]], bool] | None:
+        """The newest ``limit`` rows below ``before`` of this user's feed merged with the
+        ``author_class`` feeds of those ``authors`` (encoded user ids) who are pulled, and
+        whether more follow, in one round trip; None where the backend cannot (the
+        manager then merges from ``newest_rows``)."""
+        return None
 
-        One storage call per timeline storage (feeds filtered alike), so reading many
-        feeds for a merge is one round trip on a single Redis.
+    @staticmethod
+    async def newest_rows(
+        feeds: Sequence[Feed], limit: int, *, with_data: bool = True
+    ) -> list[list[tuple[str, bytes | None]]]:
+        """The newest ``limit`` rows of each flat feed within its filter, not yet decoded.
+
+        A row is an id and its data where the backend returns it in the same read
+        (``hydrate`` loads the rest). One storage call per timeline storage, so reading
+        many feeds for a merge is one round trip on a single Redis.
         """
-        calls: dict[tuple[int, Bounds], tuple[TimelineStorage, list[int]]] = {}
+        calls: dict[tuple[Any, ...], tuple[Feed, list[int]]] = {}
         for position, feed in enumerate(feeds):
             if not feed._newest_first:
-                raise ValueError("newest_ids reads feeds newest first")
-            storage = type(feed).get_timeline_storage()
-            calls.setdefault((id(storage), feed._bounds), (storage, []))[1].append(position)
+                raise ValueError("newest_rows reads feeds newest first")
+            feed_class = type(feed)
+            key = (
+                id(feed_class.get_timeline_storage()),
+                feed._bounds,
+                feed_class.activity_storage_identity() if with_data else None,
+            )
+            calls.setdefault(key, (feed, []))[1].append(position)
         results = await asyncio.gather(
             *(
-                storage.get_slices([feeds[i].key for i in positions], limit, bounds)
-                for (_, bounds), (storage, positions) in calls.items()
+                type(first).get_timeline_storage().get_slices(
+                    [feeds[i].key for i in positions],
+                    limit,
+                    first._bounds,
+                    activity_storage=type(first).get_activity_storage() if with_data else None,
+                )
+                for first, positions in calls.values()
             )
         )
-        found: list[list[str]] = [[] for _ in feeds]
+        found: list[list[tuple[str, bytes | None]]] = [[] for _ in feeds]
         for (_, positions), slices in zip(calls.values(), results, strict=True):
-            for position, ids in zip(positions, slices, strict=True):
-                found[position] = ids
+            for position, rows in zip(positions, slices, strict=True):
+                found[position] = rows
         return found
 
     # -- batch writes for many feeds (fanout) ----------------------------------------

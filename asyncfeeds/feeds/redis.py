@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, ClassVar
 
@@ -15,7 +16,9 @@ from ..storage.redis import (
     RedisGroupStorage,
     RedisPulledStorage,
     RedisTimelineStorage,
+    get_server,
 )
+from ..storage.redis.merge import merge_page
 from .aggregated import AggregatedFeed
 from .base import Feed
 from .notification import NotificationFeed
@@ -53,6 +56,37 @@ class _RedisBinding:
 
 class RedisFeed(_RedisBinding, Feed):
     """A flat feed: ids in a Redis sorted set, activity data in sharded hashes."""
+
+    @classmethod
+    async def merge_in_one_read(
+        cls,
+        user_id: int | str,
+        author_class: type[Feed],
+        authors: Sequence[str],
+        limit: int,
+        before: str | None,
+    ) -> tuple[list[tuple[str, bytes | None]], bool] | None:
+        """One script call on a single server when the authors' feeds, the pulled set and
+        the activity data live on this class's Redis (see ``storage.redis.merge``)."""
+        server = get_server(cls.redis_server)
+        if (
+            server.is_cluster
+            or not issubclass(author_class, RedisFeed)
+            or author_class.redis_server != cls.redis_server
+            or author_class.activity_storage_identity() != cls.activity_storage_identity()
+            or author_class.activity_class is not cls.activity_class
+        ):
+            return None
+        return await merge_page(
+            server,
+            cls.feed_key(user_id),
+            author_class.key_shape().scope,
+            author_class.key_shape(),
+            authors,
+            limit,
+            before,
+            RedisActivityStorage(server, cls.activity_key_prefix),
+        )
 
 
 class RedisAggregatedFeed(_RedisBinding, AggregatedFeed):

@@ -191,10 +191,14 @@ class TimelineStorage(Protocol):
         """
 
     async def get_slices(
-        self, keys: Sequence[str], limit: int, bounds: Bounds
-    ) -> list[list[str]]:
-        """The newest ``limit`` ids within ``bounds`` of each timeline, ids only, in one round
-        trip where the backend can (a read-time merge of many feeds)."""
+        self,
+        keys: Sequence[str],
+        limit: int,
+        bounds: Bounds,
+        activity_storage: ActivityStorage | None = None,
+    ) -> list[list[tuple[str, bytes | None]]]:
+        """The newest ``limit`` ids within ``bounds`` of each timeline, in one round trip
+        where the backend can (a read-time merge of many feeds); data as for ``get_slice``."""
 
     async def count(self, key: str) -> int:
         """How many ids the timeline holds."""

@@ -180,11 +180,13 @@ class MemoryTimelineStorage:
         return [(i, None) for i in ids[start:stop]]
 
     async def get_slices(
-        self, keys: Sequence[str], limit: int, bounds: Bounds
-    ) -> list[list[str]]:
-        return [
-            [i for i, _ in await self.get_slice(key, 0, limit, bounds, True)] for key in keys
-        ]
+        self,
+        keys: Sequence[str],
+        limit: int,
+        bounds: Bounds,
+        activity_storage: ActivityStorage | None = None,
+    ) -> list[list[tuple[str, bytes | None]]]:
+        return [await self.get_slice(key, 0, limit, bounds, True) for key in keys]
 
     async def count(self, key: str) -> int:
         timeline = _timelines.get(key)

@@ -158,13 +158,16 @@ class CassandraTimelineStorage:
         return [(row["activity_id"], None) for row in rows[start:]]
 
     async def get_slices(
-        self, keys: Sequence[str], limit: int, bounds: Bounds
-    ) -> list[list[str]]:
+        self,
+        keys: Sequence[str],
+        limit: int,
+        bounds: Bounds,
+        activity_storage: ActivityStorage | None = None,
+    ) -> list[list[tuple[str, bytes | None]]]:
         """The newest ``limit`` ids of each timeline: one query per feed, all concurrent."""
-        slices = await asyncio.gather(
-            *(self.get_slice(key, 0, limit, bounds, True) for key in keys)
+        return list(
+            await asyncio.gather(*(self.get_slice(key, 0, limit, bounds, True) for key in keys))
         )
-        return [[activity_id for activity_id, _ in rows] for rows in slices]
 
     async def count(self, key: str) -> int:
         client, table = self._client()

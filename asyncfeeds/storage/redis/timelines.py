@@ -164,19 +164,40 @@ class RedisTimelineStorage:
         return [(activity_id.decode(), None) for activity_id in ids]
 
     async def get_slices(
-        self, keys: Sequence[str], limit: int, bounds: Bounds
-    ) -> list[list[str]]:
+        self,
+        keys: Sequence[str],
+        limit: int,
+        bounds: Bounds,
+        activity_storage: ActivityStorage | None = None,
+    ) -> list[list[tuple[str, bytes | None]]]:
         """The newest ``limit`` ids of each timeline: one pipeline, so one round trip on a
-        single server (one per node touched on a cluster)."""
+        single server (one per node touched on a cluster); with a Redis ``activity_storage``
+        on the same single server, each timeline's ids come with their data."""
         if bounds.unbounded:
             args: tuple[Any, ...] = ("ZREVRANGE", 0, limit - 1)
         else:
             low, high = _lex_range(bounds)
             args = ("ZREVRANGEBYLEX", high, low, "LIMIT", 0, limit)
+        if (
+            isinstance(activity_storage, RedisActivityStorage)
+            and activity_storage.server is self.server
+            and not self.server.is_cluster
+        ):
+            before, after = activity_storage.shard_key_parts()
+            pages = await self.server.run([
+                self.server.evalsha(
+                    READ_PAGE, [timeline_key(key)], [before, after, ACTIVITY_SHARDS, *args]
+                )
+                for key in keys
+            ])
+            return [
+                [(page[i].decode(), page[i + 1]) for i in range(0, len(page), 2)]
+                for page in pages
+            ]
         replies = await self.server.run(
             [(args[0], timeline_key(key), *args[1:]) for key in keys]
         )
-        return [[activity_id.decode() for activity_id in ids] for ids in replies]
+        return [[(activity_id.decode(), None) for activity_id in ids] for ids in replies]
 
     async def count(self, key: str) -> int:
         """ZCARD of the timeline."""
