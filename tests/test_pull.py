@@ -149,6 +149,24 @@ async def test_batch_import_of_a_pulled_author_pushes_only_groups(backend: Backe
     assert (await manager.read_feed(10, "flat")).items == activities[::-1]
 
 
+async def test_any_user_id_is_its_own_pulled_author(backend: Backend) -> None:
+    """Ids with separators, commas or percent signs never stand for another author."""
+    graph = Graph()
+    odd = ["a,b", "a", "b", "a%2Cb", "x:{y}", 7]
+    graph.follow("reader", *odd)
+    graph.follow("other", "a,b", "x:{y}")
+    manager = make_manager(backend, graph, threshold=1)()
+    for n, author in enumerate(odd):
+        await manager.add_user_activity(author, post(n, actor=n))
+    flags = await manager.user_feed_class.pulled_among([*odd, "7", "x", "y"])
+    assert flags == [True, False, False, False, True, False, False, False, False]
+    page = await manager.read_feed("reader", "flat")
+    assert [a.object_id for a in page.items] == [5, 4, 3, 2, 1, 0]
+    assert (await manager.read_feed("other", "flat")).items == [post(4, 4), post(0, 0)]
+    await manager.user_feed_class.flush()  # flush() forgets the class's pulled authors
+    assert await manager.user_feed_class.pulled_among(["a,b", "x:{y}"]) == [False, False]
+
+
 # -- publishing cost -------------------------------------------------------------------------
 
 
