@@ -167,6 +167,24 @@ async def test_any_user_id_is_its_own_pulled_author(backend: Backend) -> None:
     assert await manager.user_feed_class.pulled_among(["a,b", "x:{y}"]) == [False, False]
 
 
+async def test_own_feeds_in_another_activity_storage_merge_alike(backend: Backend) -> None:
+    """Pushed and own feeds that do not share an activity storage are merged in the client
+    (on a single Redis too): the same pages."""
+    graph = Graph()
+    graph.follow(10, 1, 2)
+    graph.follow(11, 1)
+    own = backend.feed("flat", max_length=1000, activity_key_prefix=f"t{backend.run_id}:own")
+    manager = make_manager(backend, graph, threshold=1, user_feed_class=own)()
+    posted = []
+    for n in range(9):
+        author = 1 + n % 2
+        posted.append(post(n, actor=author))
+        await manager.add_user_activity(author, posted[-1])
+    assert await manager.user_feed_class.pulled_among([1, 2]) == [True, False]
+    assert await walk(manager, 10, limit=2) == [a.activity_id for a in reversed(posted)]
+    assert (await manager.read_feed(10, "flat", limit=3)).items == posted[:-4:-1]
+
+
 # -- publishing cost -------------------------------------------------------------------------
 
 
