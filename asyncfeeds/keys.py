@@ -27,6 +27,11 @@ _ENCODED_ID = r"[A-Za-z0-9%\-]+"
 
 def encode_user_id(user_id: int | str) -> str:
     """The key part of a user id: ``13`` and ``"13"`` give ``13``; ``"a:b"`` gives ``a%3Ab``."""
+    if type(user_id) is int:  # the common case: digits and "-" are kept as they are
+        text = str(user_id)
+        if len(text) > MAX_USER_ID_LENGTH:
+            raise ValueError(f"user_id is longer than {MAX_USER_ID_LENGTH} characters")
+        return text
     if isinstance(user_id, bool) or not isinstance(user_id, int | str):
         raise TypeError(f"user_id must be an int or str, got {user_id!r}")
     text = str(user_id)
@@ -81,6 +86,12 @@ class KeyFormat:
     def key(self, user_id: int | str) -> str:
         """The feed key of one user."""
         return f"{self.prefix}{encode_user_id(user_id)}{self.suffix}"
+
+    @property
+    def scope(self) -> str:
+        """A name for all feeds of this format together, e.g. ``"10:feed:user:*"``: no two
+        formats share one (the length fixes where the prefix ends)."""
+        return f"{len(self.prefix)}:{self.prefix}*{self.suffix}"
 
     def owns(self, feed_key: str) -> bool:
         """Whether ``feed_key`` has this format's shape (no other format's key has it)."""

@@ -25,8 +25,9 @@ from ..compat import ManagerNames
 from ..exceptions import StorageUnavailableError
 from ..feeds.base import Feed
 from ..metrics import Metrics, process_metrics
+from ..pages import Page
 from ..versions import call_version, current_version, next_version
-from . import clock, jobs, release
+from . import clock, jobs, pull, release
 from .jobs import FanoutJob
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,9 @@ class Manager(ManagerNames):
     queue_url: ClassVar[str | None] = None
     """Redis URL of the arq queue for workers; None falls back to ``ASYNCFEEDS_QUEUE_URL``."""
     metrics: Metrics = process_metrics
+    pull_threshold: ClassVar[int | None] = None
+    """Authors with more followers than this are pulled: not fanned out to flat feeds, but
+    merged in at read time by ``read_feed``. None (default): always push."""
 
     def __init__(
         self,
@@ -104,6 +108,17 @@ class Manager(ManagerNames):
             value = getattr(cls, attr)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{cls.__name__}.{attr} must be a positive int, got {value!r}")
+        threshold = cls.pull_threshold
+        if threshold is not None:
+            if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
+                raise ValueError(
+                    f"{cls.__name__}.pull_threshold must be None or an int >= 0, got {threshold!r}"
+                )
+            if cls.user_feed_class is not None and not pull.is_flat(cls.user_feed_class):
+                raise TypeError(
+                    f"{cls.__name__}.user_feed_class must be a flat feed when pull_threshold "
+                    "is set: read_feed merges the pulled authors' own feeds by activity_id"
+                )
 
     @property
     def queue(self) -> Any:
@@ -138,6 +153,26 @@ class Manager(ManagerNames):
         Ids may be any iterable or async iterable; they are read once, chunk by chunk.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement get_user_follower_ids")
+
+    async def get_user_following_ids(self, user_id: UserId) -> Any:
+        """Ids of the users ``user_id`` follows, now (iterable or async iterable).
+
+        Only needed once ``pull_threshold`` is set: ``read_feed`` asks it on every
+        read to find the pulled authors to merge, so keep it cheap (cache it).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} sets pull_threshold, so it must implement "
+            "get_user_following_ids(user_id): read_feed merges the pulled authors a reader follows"
+        )
+
+    async def get_user_follower_count(self, user_id: UserId) -> int | None:
+        """How many followers ``user_id`` has, or None to count ``get_user_follower_ids``.
+
+        Asked when an author not yet pulled publishes while ``pull_threshold`` is set.
+        Answer from a counter you keep and publishing costs the same for any audience;
+        with None the ids are read (at most ``pull_threshold + 1`` of them) instead.
+        """
+        return None
 
     # -- feeds ---------------------------------------------------------------------------
     def get_feeds(self, user_id: UserId) -> dict[str, Feed]:
@@ -191,11 +226,13 @@ class Manager(ManagerNames):
         """
         _check_user_id(user_id)
         checked = self._validate([activity])
+        plan = await pull.plan_publish(self, user_id)
         version = await self._new_version()
         await self._store(checked, skip_user_feed=True)
         await self.get_user_feed(user_id).add_versioned(checked, version)
         await self._fanout_followers(
-            user_id, "add", checked, self.feed_classes, version, progress=progress
+            user_id, "add", checked, plan.feed_classes, version, progress=progress,
+            groups=plan.groups,
         )
         self.metrics.on_activity_published(1)
 
@@ -281,13 +318,16 @@ class Manager(ManagerNames):
             raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
         checked = sorted(self._validate(activities), key=lambda a: a.activity_id)
         user_feed = self.get_user_feed(user_id)
+        feed_classes = self.feed_classes
+        if fanout and checked:
+            feed_classes = (await pull.plan_publish(self, user_id)).feed_classes
         version = await self._new_version()
         for start in range(0, len(checked), chunk_size):
             chunk = checked[start : start + chunk_size]
             await self._store(chunk, skip_user_feed=True)
             await user_feed.add_versioned(chunk, version)
             if fanout:
-                await self._fanout_followers(user_id, "add", chunk, self.feed_classes, version)
+                await self._fanout_followers(user_id, "add", chunk, feed_classes, version)
             if progress is not None:
                 progress(len(chunk))
         if checked:
@@ -302,11 +342,17 @@ class Manager(ManagerNames):
         """Copy up to ``follow_activity_limit`` activities of each target into the user's feeds."""
         _check_user_id(user_id)
         targets = _check_user_ids(target_ids)
-        activities = await self._target_activities(targets)
+        pulled = await self._pulled_targets(targets)
+        pushed = await self._target_activities([t for t in targets if t not in pulled])
+        everything = pushed  # aggregated and notification feeds get the pulled authors' too
+        if pulled:
+            found = {a.activity_id: a for a in (*pushed, *await self._target_activities(pulled))}
+            everything = [found[i] for i in sorted(found)]
         with call_version(await self._new_version()):
-            for start in range(0, len(activities), self.activity_chunk_size):
-                chunk = activities[start : start + self.activity_chunk_size]
-                for feed_class in self.feed_classes.values():
+            for feed_class in self.feed_classes.values():
+                copied = pushed if pull.is_flat(feed_class) else everything
+                for start in range(0, len(copied), self.activity_chunk_size):
+                    chunk = copied[start : start + self.activity_chunk_size]
                     await self.fanout(feed_class, [user_id], "add", chunk)
         self.metrics.on_follow(len(targets))
 
@@ -329,6 +375,23 @@ class Manager(ManagerNames):
                     chunk = ids[start : start + self.activity_chunk_size]
                     await self.fanout(feed_class, [user_id], "remove", chunk)
         self.metrics.on_unfollow(len(targets))
+
+    async def _pulled_targets(self, targets: Sequence[UserId]) -> list[UserId]:
+        """The targets recorded as pulled (none while ``pull_threshold`` is None)."""
+        if self.pull_threshold is None or not targets:
+            return []
+        assert self.user_feed_class is not None
+        flags = await self.user_feed_class.pulled_among(targets)
+        return [t for t, pulled in zip(targets, flags, strict=True) if pulled]
+
+    # -- reading with pulled authors -------------------------------------------------------
+    async def read_feed(
+        self, user_id: UserId, name: str, limit: int = 25, cursor: str | None = None
+    ) -> Page[Activity]:
+        """A page of the flat feed ``name`` merged with the own feeds of the pulled authors
+        ``user_id`` follows, newest first, no duplicates; ``cursor`` continues a walk."""
+        _check_user_id(user_id)
+        return await pull.read_merged(self, user_id, name, limit, cursor)
 
     async def _target_activities(self, targets: Sequence[UserId]) -> list[Activity]:
         """The newest activities of each target's own feed, merged oldest first."""
@@ -388,11 +451,16 @@ class Manager(ManagerNames):
         *,
         progress: Progress | None = None,
         release_key: str | None = None,
+        groups: list[tuple[FanoutPriority, Any]] | None = None,
     ) -> None:
-        """Chunk the followers of every priority and run or enqueue one job per chunk and class."""
+        """Chunk the followers of every priority and run or enqueue one job per chunk and class.
+
+        ``groups``: the follower ids when the caller has read them already.
+        """
         if not activities or not feed_classes:
             return
-        groups = await self._follower_groups(user_id)
+        if groups is None:
+            groups = await self._follower_groups(user_id)
         for priority, follower_ids in groups:
             dispatcher = _Dispatcher(self, priority, progress)
             async for chunk in _chunks(follower_ids, self.fanout_chunk_size):

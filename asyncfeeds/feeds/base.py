@@ -6,6 +6,7 @@ overriding ``get_timeline_storage`` and ``get_activity_storage``.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from datetime import timedelta
@@ -13,11 +14,11 @@ from typing import Any, ClassVar, NoReturn
 
 from ..activity import Activity
 from ..compat import FeedNames
-from ..keys import KeyFormat
+from ..keys import KeyFormat, encode_user_id
 from ..metrics import Metrics, metered_read, metered_write, process_metrics
 from ..pages import Page, check_limit, decode_cursor, encode_cursor
 from ..serializers import ActivitySerializer
-from ..storage.base import ActivityStorage, Bounds, TimelineStorage
+from ..storage.base import ActivityStorage, Bounds, PulledStorage, TimelineStorage
 from ..versions import current_version, next_version
 
 _FILTERS = {
@@ -93,6 +94,11 @@ class Feed(FeedNames):
     @classmethod
     def activity_storage_identity(cls) -> tuple[Any, ...]:
         """Equal for feed classes sharing one activity storage (the manager stores once each)."""
+        raise NotImplementedError(f"{cls.__name__} is not bound to a storage backend")
+
+    @classmethod
+    def get_pulled_storage(cls) -> PulledStorage:
+        """Where this class records pulled authors (bound by the backend subclass)."""
         raise NotImplementedError(f"{cls.__name__} is not bound to a storage backend")
 
     @classmethod
@@ -191,6 +197,72 @@ class Feed(FeedNames):
         """Drop every timeline of this class and its activity storage (tests)."""
         await cls.get_timeline_storage().flush(cls.key_shape())
         await cls.get_activity_storage().flush()
+        await cls.get_pulled_storage().flush(cls.key_shape().scope)
+
+    # -- pulled authors and read-time merges (Manager.pull_threshold, read_feed) --------
+    @classmethod
+    async def mark_pulled(cls, user_id: int | str) -> None:
+        """Record that ``user_id``'s feed of this class is read at read time, not fanned out."""
+        await cls.get_pulled_storage().add(cls.key_shape().scope, encode_user_id(user_id))
+
+    @classmethod
+    async def pulled_among(cls, user_ids: Sequence[int | str]) -> list[bool]:
+        """Whether each user is recorded as pulled for this class (one round trip)."""
+        authors = [encode_user_id(u) for u in user_ids]
+        return await cls.get_pulled_storage().contains_many(cls.key_shape().scope, authors)
+
+    @classmethod
+    async def merge_in_one_read(
+        cls,
+        user_id: int | str,
+        author_class: type[Feed],
+        authors: Sequence[str],
+        limit: int,
+        before: str | None,
+    ) -> tuple[list[tuple[str, bytes | None]], bool] | None:
+        """The newest ``limit`` rows below ``before`` of this user's feed merged with the
+        ``author_class`` feeds of those ``authors`` (encoded user ids) who are pulled, and
+        whether more follow, in one round trip; None where the backend cannot (the
+        manager then merges from ``newest_rows``)."""
+        return None
+
+    @staticmethod
+    async def newest_rows(
+        feeds: Sequence[Feed], limit: int, *, with_data: bool = True
+    ) -> list[list[tuple[str, bytes | None]]]:
+        """The newest ``limit`` rows of each flat feed within its filter, not yet decoded.
+
+        A row is an id and its data where the backend returns it in the same read
+        (``hydrate`` loads the rest). One storage call per timeline storage, so reading
+        many feeds for a merge is one round trip on a single Redis.
+        """
+        calls: dict[tuple[Any, ...], tuple[Feed, list[int]]] = {}
+        for position, feed in enumerate(feeds):
+            if not feed._newest_first:
+                raise ValueError("newest_rows reads feeds newest first")
+            feed_class = type(feed)
+            key = (
+                id(feed_class.get_timeline_storage()),
+                feed._bounds,
+                feed_class.activity_storage_identity() if with_data else None,
+            )
+            calls.setdefault(key, (feed, []))[1].append(position)
+        results = await asyncio.gather(
+            *(
+                type(first).get_timeline_storage().get_slices(
+                    [feeds[i].key for i in positions],
+                    limit,
+                    first._bounds,
+                    with_data,
+                )
+                for first, positions in calls.values()
+            )
+        )
+        found: list[list[tuple[str, bytes | None]]] = [[] for _ in feeds]
+        for (_, positions), slices in zip(calls.values(), results, strict=True):
+            for position, rows in zip(positions, slices, strict=True):
+                found[position] = rows
+        return found
 
     # -- batch writes for many feeds (fanout) ----------------------------------------
     @classmethod

@@ -11,10 +11,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, ClassVar
 
-from ..storage.base import ActivityStorage, GroupStorage, TimelineStorage
+from ..storage.base import ActivityStorage, GroupStorage, PulledStorage, TimelineStorage
 from ..storage.cassandra import (
     CassandraActivityStorage,
     CassandraGroupStorage,
+    CassandraPulledStorage,
     CassandraTimelineStorage,
     CountsNotifier,
     get_client,
@@ -45,6 +46,11 @@ def _timelines(
 
 
 @lru_cache(maxsize=1024)
+def _pulled(cluster: str, table: str) -> CassandraPulledStorage:
+    return CassandraPulledStorage(cluster, table)
+
+
+@lru_cache(maxsize=1024)
 def _groups(
     cluster: str,
     table: str,
@@ -64,6 +70,7 @@ class _CassandraBinding:
     timeline_table: ClassVar[str] = "timelines"
     group_table: ClassVar[str] = "aggregated_feeds"
     activity_table: ClassVar[str] = "activities"
+    pulled_table: ClassVar[str] = "pulled_authors"
 
     @classmethod
     def get_timeline_storage(cls) -> TimelineStorage:
@@ -79,6 +86,10 @@ class _CassandraBinding:
         )
 
     @classmethod
+    def get_pulled_storage(cls) -> PulledStorage:
+        return _pulled(cls.cassandra_cluster, identifier(cls.pulled_table, "table"))
+
+    @classmethod
     def activity_storage_identity(cls) -> tuple[Any, ...]:
         table = identifier(cls.activity_table, "table")
         return ("cassandra", cls.cassandra_cluster, table, cls.activity_key_prefix)  # type: ignore[attr-defined]
@@ -91,11 +102,14 @@ class _CassandraBinding:
             if issubclass(cls, AggregatedFeed)
             else (cls.timeline_table, schema.TIMELINE)
         )
-        return [
+        tables = [
             main,
             (cls.activity_table, schema.ACTIVITIES),
             (schema.REGISTRY_TABLE, schema.REGISTRY),
         ]
+        if not issubclass(cls, AggregatedFeed):  # a flat class may be a manager's user feed
+            tables.append((cls.pulled_table, schema.PULLED))
+        return tables
 
     @classmethod
     async def setup_storage(cls) -> None:

@@ -5,8 +5,13 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from ..storage.base import ActivityStorage, GroupStorage, TimelineStorage
-from ..storage.memory import MemoryActivityStorage, MemoryGroupStorage, MemoryTimelineStorage
+from ..storage.base import ActivityStorage, GroupStorage, PulledStorage, TimelineStorage
+from ..storage.memory import (
+    MemoryActivityStorage,
+    MemoryGroupStorage,
+    MemoryPulledStorage,
+    MemoryTimelineStorage,
+)
 from .aggregated import AggregatedFeed
 from .base import Feed
 from .notification import NotificationFeed
@@ -27,6 +32,9 @@ def _timelines(prefix: str, ttl: int | None) -> MemoryTimelineStorage:
     return MemoryTimelineStorage(_activities(prefix, ttl))
 
 
+_pulled = MemoryPulledStorage()
+
+
 class _MemoryBinding:
     """Binds a feed class to the in-process storages."""
 
@@ -37,6 +45,10 @@ class _MemoryBinding:
     @classmethod
     def get_group_storage(cls) -> GroupStorage:
         return _groups(cls.ttl_seconds())  # type: ignore[attr-defined]
+
+    @classmethod
+    def get_pulled_storage(cls) -> PulledStorage:
+        return _pulled
 
     @classmethod
     def get_activity_storage(cls) -> ActivityStorage:

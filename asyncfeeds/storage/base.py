@@ -217,6 +217,17 @@ class TimelineStorage(Protocol):
         round trip; rows it leaves at ``None`` are hydrated by the feed.
         """
 
+    async def get_slices(
+        self,
+        keys: Sequence[str],
+        limit: int,
+        bounds: Bounds,
+        with_data: bool = True,
+    ) -> list[list[tuple[str, bytes | None]]]:
+        """The newest ``limit`` ids within ``bounds`` of each timeline, in one round trip
+        where the backend can (a read-time merge of many feeds); with ``with_data``, their
+        data as ``get_slice`` returns it."""
+
     async def count(self, key: str) -> int:
         """How many ids the timeline holds."""
 
@@ -284,3 +295,21 @@ class GroupStorage(Protocol):
 
     async def flush(self, key_format: KeyFormat) -> None:
         """Remove every feed whose key has the shape of ``key_format``."""
+
+
+@runtime_checkable
+class PulledStorage(Protocol):
+    """Which authors of a user-feed class are pulled: read at read time, never fanned out.
+
+    ``scope`` names the user-feed class (``KeyFormat.scope``); ``author`` is an
+    encoded user id. The set only grows while ``pull_threshold`` is set.
+    """
+
+    async def add(self, scope: str, author: str) -> None:
+        """Record ``author`` as pulled (idempotent)."""
+
+    async def contains_many(self, scope: str, authors: Sequence[str]) -> list[bool]:
+        """Whether each author is pulled, in one round trip where the backend can."""
+
+    async def flush(self, scope: str) -> None:
+        """Forget every pulled author of ``scope``."""

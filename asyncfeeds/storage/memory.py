@@ -84,6 +84,7 @@ _references: dict[str, dict[str, int]] = {}
 _timelines: dict[str, _Timeline] = {}
 _groups: dict[str, _GroupFeed] = {}
 _subscribers: dict[str, set[asyncio.Queue[Item]]] = {}
+_pulled: dict[str, set[str]] = {}
 
 
 def reset() -> None:
@@ -92,6 +93,7 @@ def reset() -> None:
     _references.clear()
     _timelines.clear()
     _groups.clear()
+    _pulled.clear()
 
 
 class MemoryActivityStorage:
@@ -236,6 +238,15 @@ class MemoryTimelineStorage:
         if newest_first:
             ids.reverse()
         return [(i, None) for i in ids[start:stop]]
+
+    async def get_slices(
+        self,
+        keys: Sequence[str],
+        limit: int,
+        bounds: Bounds,
+        with_data: bool = True,
+    ) -> list[list[tuple[str, bytes | None]]]:
+        return [await self.get_slice(key, 0, limit, bounds, True) for key in keys]
 
     async def count(self, key: str) -> int:
         return len(self._ids(key))
@@ -450,3 +461,17 @@ class _Subscription(QueueSubscription):
 def _publish(key: str, counts: Counts) -> None:
     for queue in _subscribers.get(key, ()):
         queue.put_nowait(("change", counts.copy()))
+
+
+class MemoryPulledStorage:
+    """Pulled authors as one process-wide set per scope."""
+
+    async def add(self, scope: str, author: str) -> None:
+        _pulled.setdefault(scope, set()).add(author)
+
+    async def contains_many(self, scope: str, authors: Sequence[str]) -> list[bool]:
+        pulled = _pulled.get(scope, set())
+        return [author in pulled for author in authors]
+
+    async def flush(self, scope: str) -> None:
+        _pulled.pop(scope, None)

@@ -4,12 +4,14 @@ from .activities import CassandraActivityStorage
 from .connection import CassandraClient, get_client
 from .groups import CassandraGroupStorage
 from .pubsub import CountsNotifier
+from .pulled import CassandraPulledStorage
 from .timelines import CassandraTimelineStorage
 
 __all__ = [
     "CassandraActivityStorage",
     "CassandraClient",
     "CassandraGroupStorage",
+    "CassandraPulledStorage",
     "CassandraTimelineStorage",
     "CountsNotifier",
     "get_client",

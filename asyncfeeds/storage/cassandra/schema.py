@@ -64,6 +64,12 @@ ACTIVITIES = Table(
 )
 """Activities by id, partitioned by the hour of their time so no partition grows forever."""
 
+PULLED = Table(
+    (("scope", "text"), ("author", "text")),
+    "((scope), author)",
+)
+"""Pulled authors, one partition per user-feed class (few rows: only the largest accounts)."""
+
 REGISTRY = Table(
     (
         ("table_name", "text"),

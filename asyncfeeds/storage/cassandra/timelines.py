@@ -166,6 +166,18 @@ class CassandraTimelineStorage:
         rows = await client.rows(cql, [key, *params], page_size=page_size)
         return [(row["activity_id"], None) for row in rows[start:]]
 
+    async def get_slices(
+        self,
+        keys: Sequence[str],
+        limit: int,
+        bounds: Bounds,
+        with_data: bool = True,
+    ) -> list[list[tuple[str, bytes | None]]]:
+        """The newest ``limit`` ids of each timeline: one query per feed, all concurrent."""
+        return list(
+            await asyncio.gather(*(self.get_slice(key, 0, limit, bounds, True) for key in keys))
+        )
+
     async def count(self, key: str) -> int:
         client, table = self._client()
         result = await client.execute(

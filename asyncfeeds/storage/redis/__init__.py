@@ -7,11 +7,13 @@ share a hash tag.
 from .activities import RedisActivityStorage
 from .connection import RedisServer, get_server
 from .groups import RedisGroupStorage
+from .pulled import RedisPulledStorage
 from .timelines import RedisTimelineStorage
 
 __all__ = [
     "RedisActivityStorage",
     "RedisGroupStorage",
+    "RedisPulledStorage",
     "RedisServer",
     "RedisTimelineStorage",
     "get_server",

@@ -47,6 +47,11 @@ def feed_key_of(redis_key: str, suffixes: tuple[str, ...]) -> str | None:
     return feed_key if feed_key and suffix in suffixes else None
 
 
+def pulled_key(scope: str) -> str:
+    """The set of pulled authors of a user-feed class (``KeyFormat.scope``), one hash tag."""
+    return f"{{{scope}}}:pulled"
+
+
 def counts_channel(feed_key: str) -> str:
     """The pub/sub channel carrying a notification feed's counts."""
     return f"{{{feed_key}}}:counts"

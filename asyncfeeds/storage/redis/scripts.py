@@ -43,7 +43,7 @@ return found
 """,
 )
 
-_ACTIVITY_HASHES = """
+ACTIVITY_HASHES = """
 -- The data and reference-count hashes of an activity id, as keys.activity_key names
 -- them: the tag, the id's first 8 digits (its time bucket), its shard (the last
 -- three hex digits modulo the shard count).
@@ -55,7 +55,7 @@ end
 """
 
 _REFERENCES = (
-    _ACTIVITY_HASHES
+    ACTIVITY_HASHES
     + """
 -- A timeline took (hold) or let go of (release) an activity: its count of holders
 -- moves, and the data goes with the last holder. ttl < 0: no expiry.
@@ -80,7 +80,7 @@ end
 
 READ_PAGE = Lua(
     "read_page",
-    _ACTIVITY_HASHES
+    ACTIVITY_HASHES
     + """
 -- KEYS: the timeline (a single server only: the activity hashes span slots).
 -- ARGV: the activity tag, the shard count, then the range command and its

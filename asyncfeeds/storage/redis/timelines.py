@@ -168,6 +168,37 @@ class RedisTimelineStorage:
         ids = await self.server.call(args[0], timeline_key(key), *args[1:])
         return [(activity_id.decode(), None) for activity_id in ids]
 
+    async def get_slices(
+        self,
+        keys: Sequence[str],
+        limit: int,
+        bounds: Bounds,
+        with_data: bool = True,
+    ) -> list[list[tuple[str, bytes | None]]]:
+        """The newest ``limit`` ids of each timeline: one pipeline, so one round trip on a
+        single server (one per node touched on a cluster); on a single server, with
+        ``with_data``, each timeline's ids come with their data."""
+        bounds = within_ttl(bounds, self._cutoff())
+        if bounds.unbounded:
+            args: tuple[Any, ...] = ("ZREVRANGE", 0, limit - 1)
+        else:
+            low, high = _lex_range(bounds)
+            args = ("ZREVRANGEBYLEX", high, low, "LIMIT", 0, limit)
+        if with_data and not self.server.is_cluster:
+            tag, shards, _ = self.activities.script_args()
+            pages = await self.server.run([
+                self.server.evalsha(READ_PAGE, [timeline_key(key)], [tag, shards, *args])
+                for key in keys
+            ])
+            return [
+                [(page[i].decode(), page[i + 1]) for i in range(0, len(page), 2)]
+                for page in pages
+            ]
+        replies = await self.server.run(
+            [(args[0], timeline_key(key), *args[1:]) for key in keys]
+        )
+        return [[(activity_id.decode(), None) for activity_id in ids] for ids in replies]
+
     async def count(self, key: str) -> int:
         """How many ids the timeline holds (within the TTL)."""
         cutoff = self._cutoff()
