@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 from pydantic import BaseModel, Field, ValidationError
 
 import asyncfeeds
@@ -328,16 +328,27 @@ async def badge_socket(request: web.Request) -> web.WebSocketResponse:
     socket = web.WebSocketResponse()
     async with Notifications(request.match_info["user"]).subscribe() as updates:
         await socket.prepare(request)
-        try:
-            while not socket.closed:
-                counts = await next_counts(updates)
-                if counts is None:
-                    await socket.send_json({"type": "heartbeat"})
-                else:
-                    await socket.send_json({"type": "counts", **counts})
-        except ConnectionResetError:
-            pass  # the client left: leaving `async with` closes the subscription
+        pushing = asyncio.create_task(push_counts(updates, socket))
+        async for _message in socket:  # read until the client closes (it sends nothing else)
+            pass
+        pushing.cancel()
     return socket
+
+
+async def push_counts(updates: Subscription, socket: web.WebSocketResponse) -> None:
+    """Send the counts and the heartbeats; a lost Redis closes the socket ("try again later")."""
+    try:
+        while True:
+            counts = await next_counts(updates)
+            if counts is None:
+                await socket.send_json({"type": "heartbeat"})
+            else:
+                await socket.send_json({"type": "counts", **counts})
+    except StorageUnavailableError as error:
+        logger.warning("badge socket: %s", error)
+        await socket.close(code=WSCloseCode.TRY_AGAIN_LATER)
+    except ConnectionResetError:
+        pass  # the client left; the handler closes the subscription
 
 
 def create_app(argv: list[str] | None = None) -> web.Application:
