@@ -8,7 +8,9 @@ redis-server they stop.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator, Iterator
 from functools import partial
 from pathlib import Path
@@ -18,10 +20,12 @@ import aiohttp
 import httpx
 import pytest
 from conftest import REDIS_URL
-from private_servers import RedisProcess
+from private_servers import RedisProcess, free_port
 from web_stack import (
     App,
+    Process,
     app_env,
+    drop_keys,
     eventually,
     namespace,
     next_event,
@@ -320,3 +324,36 @@ async def test_503_while_redis_is_down(kind: str, tmp_path: Path) -> None:
     finally:
         app.process.stop()
     assert str(server.port) in app.process.output()  # the log names the server
+
+
+# -- make run-example ------------------------------------------------------------------------
+
+
+async def test_run_example_serves_with_workers_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    prefix, port = namespace(), free_port()
+    env = app_env(PINTEREST_REDIS_URL=REDIS_URL, PINTEREST_NAMESPACE=prefix, PORT=str(port),
+                  VENV=str(Path(sys.executable).parent.parent))
+    script = Process(["bash", "scripts/run-example.sh"], env, tmp_path / "run.log",
+                     new_session=True)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            await eventually(partial(health, client), "ok", explain=script.output)
+            await client.put("/users/2/following/1")
+            pin = (await client.post("/users/1/pins", json={"title": "Ramen", "board": "F"}))
+            await eventually(partial(ids, client, "/users/2/feed"), [pin.json()["activity_id"]],
+                             explain=script.output)
+        assert script.ctrl_c() == 130, script.output()
+        await eventually(partial(asyncio.to_thread, script.group_alive), False,
+                         explain=script.output)
+    finally:
+        script.kill_group()
+        drop_keys(REDIS_URL, prefix)
+    assert script.output().count("asyncfeeds worker stopped") == 2, script.output()
+    assert "Application shutdown complete" in script.output()
+
+
+async def health(client: httpx.AsyncClient) -> str:
+    try:
+        return str((await client.get("/healthz")).json()["status"])
+    except httpx.TransportError as error:
+        return repr(error)

@@ -46,13 +46,15 @@ class Process:
     args: list[str]
     env: dict[str, str]
     log: Path
+    new_session: bool = False
+    """Run in a process group of its own, as a command typed in a terminal."""
     popen: subprocess.Popen[bytes] = field(init=False)
 
     def __post_init__(self) -> None:
         with self.log.open("wb") as out:
             self.popen = subprocess.Popen(
                 self.args, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT,
+                stderr=subprocess.STDOUT, start_new_session=self.new_session,
             )
 
     def output(self) -> str:
@@ -67,6 +69,24 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait(10)
+
+    def ctrl_c(self) -> int:
+        """SIGINT to the whole process group, as Ctrl-C in a terminal; the exit status."""
+        os.killpg(self.popen.pid, signal.SIGINT)
+        return self.popen.wait(30)
+
+    def group_alive(self) -> bool:
+        """Whether any process of its group is still running."""
+        try:
+            os.killpg(self.popen.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def kill_group(self) -> None:
+        if self.group_alive():
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(10)
 
 
 @dataclass
