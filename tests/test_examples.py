@@ -16,6 +16,8 @@ import textwrap
 import tomllib
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 EXAMPLES = ROOT / "examples"
@@ -225,3 +227,30 @@ def test_web_frameworks_are_not_dependencies_of_the_package():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_compose_runs_the_example_app_and_two_workers_only_with_the_app_profile():
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    app = {name for name, service in services.items() if "app" in service.get("profiles", [])}
+    assert app == {"web", "worker-high", "worker-low"}
+    assert all("profiles" not in services[name] for name in services.keys() - app)
+    script = (ROOT / "scripts" / "run-example.sh").read_text()
+    for name in app:
+        service = services[name]
+        assert service["healthcheck"]["test"], name
+        assert service["depends_on"]["redis"]["condition"] == "service_healthy", name
+        assert service["environment"]["PINTEREST_FANOUT"] == "arq", name
+        assert service["build"]["dockerfile"] == "examples/Dockerfile", name
+    for priority in ("high", "low"):
+        command = services[f"worker-{priority}"]["command"]
+        assert command[:2] == ["asyncfeeds", "worker"]
+        assert f"--priority={priority}" in command
+        assert services[f"worker-{priority}"]["healthcheck"]["test"][1:] == [*command, "--check"]
+        for option in command[2:]:
+            if option.startswith(("--manager=", "--config=")):
+                assert option.split("=")[1] in script  # the same stack as make run-example
+    assert "examples.pinterest.app:app" in services["web"]["command"]
+    assert "examples.pinterest.app:app" in script
+    for line in (EXAMPLES / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            assert all((ROOT / path).exists() for path in line.split()[1:-1]), line
