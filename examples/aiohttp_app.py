@@ -103,14 +103,12 @@ class UserPins(RedisFeed):
 
 def describe(group: NotificationActivity) -> str:
     """The sentence of a notification, as Stream Framework's tutorial words it."""
-    names = [str(actor) for actor in group.actor_ids]
-    if len(names) == 1:
-        who = names[0]
-    elif len(names) == 2:
-        who = f"{names[0]} and {names[1]}"
+    names = [str(actor) for actor in group.actor_ids[:2]]  # the newest first
+    others = group.other_actor_count  # actor_count - 2, as in Stream Framework
+    if others > 0:
+        who = f"{', '.join(names)} and {others} other{'s' if others > 1 else ''}"
     else:
-        others = group.actor_count - 2
-        who = f"{names[0]}, {names[1]} and {others} other{'s' if others > 1 else ''}"
+        who = " and ".join(names)
     title = group.last_activity.extra_context.get("title") if group.last_activity else None
     if group.verb is Like:
         return f"{who} liked your pin {title!r}"

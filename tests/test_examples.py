@@ -17,6 +17,7 @@ import tomllib
 from pathlib import Path
 
 import yaml
+from conftest import REDIS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -28,10 +29,11 @@ NOT_RUN = re.compile(r"^<!--\s*not run:.*-->\s*$")
 # README's. Blocks marked "not run" only have their imports executed.
 RUNNER = textwrap.dedent(
     """
-    import ast, asyncio, inspect, json, sys
+    import ast, asyncio, inspect, json, sys, types
 
     async def main(blocks, filename):
-        namespace = {"__name__": "__readme__"}
+        module = sys.modules["__readme__"] = types.ModuleType("__readme__")  # for pydantic
+        namespace = module.__dict__
         for block in blocks:
             source = "\\n" * block["offset"] + block["code"]
             if not block["run"]:
@@ -254,3 +256,17 @@ def test_compose_runs_the_example_app_and_two_workers_only_with_the_app_profile(
     for line in (EXAMPLES / "Dockerfile").read_text().splitlines():
         if line.startswith("COPY "):
             assert all((ROOT / path).exists() for path in line.split()[1:-1]), line
+
+
+def test_readme_testing_fixtures_pass_under_pytest(tmp_path):
+    """The "Testing your app" section as a test module of a user's suite, run by pytest."""
+    section = README.read_text().split("\n## Testing your app\n", 1)[1].split("\n## ", 1)[0]
+    (tmp_path / "test_readme_app.py").write_text("".join(b["code"] for b in python_blocks(section)))
+    (tmp_path / "pytest.ini").write_text("[pytest]\nasyncio_mode = auto\n")
+    env = {**clean_env(), "TEST_REDIS_URL": REDIS_URL}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_readme_app.py"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout, result.stdout
