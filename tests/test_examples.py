@@ -14,10 +14,12 @@ import subprocess
 import sys
 import textwrap
 import tomllib
+import uuid
 from pathlib import Path
 
+import pytest
 import yaml
-from conftest import REDIS_URL
+from conftest import BACKENDS, CASSANDRA_KEYSPACE, CASSANDRA_PORT, REDIS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -173,18 +175,23 @@ def test_quickstart_example_runs(tmp_path):
     assert "notification: 2 people liked pin 100, read=False" in result.stdout
 
 
-PINTEREST_ON_MEMORY = textwrap.dedent(
+PINTEREST_EAGER = textwrap.dedent(
     """
+    import os
     from fastapi.testclient import TestClient
     from examples.pinterest.app import app
+    from examples.pinterest.feeds import FEED_CLASSES
 
+    backend = os.environ["PINTEREST_BACKEND"]
     with TestClient(app) as client:
         health = client.get("/healthz").json()
-        assert health == {"status": "ok", "backend": "memory", "fanout": "eager"}, health
+        assert health == {"status": "ok", "backend": backend, "fanout": "eager"}, health
         assert client.put("/users/2/following/1").status_code == 204
         pin = client.post("/users/1/pins", json={"title": "Ramen", "board": "Food"}).json()
         page = client.get("/users/2/feed").json()  # eager: fanned out before the reply
         assert [a["activity_id"] for a in page["items"]] == [pin["activity_id"]], page
+        (group,) = client.get("/users/2/feed/aggregated").json()["items"]
+        assert group["activity_count"] == 1, group
         assert client.post(f"/users/2/likes/{pin['object']}").status_code == 201
         with client.websocket_connect("/users/1/notifications/ws") as socket:
             assert socket.receive_json() == {"type": "counts", "unseen_count": 2,
@@ -196,17 +203,33 @@ PINTEREST_ON_MEMORY = textwrap.dedent(
         assert "activity_id" in api["components"]["schemas"]["Activity"]["properties"]
         groups = api["components"]["schemas"]["NotificationActivity"]["properties"]
         assert {"aggregated_id", "is_seen", "actor_count"} <= set(groups)
+
+        async def flush():
+            for feed_class in FEED_CLASSES:
+                await feed_class.flush()
+
+        client.portal.call(flush)
     print("pinterest example ok")
     """
 )
 
 
-def test_pinterest_example_runs_on_memory_with_no_server():
+@pytest.mark.parametrize("backend", [b for b in ("memory", "redis", "cassandra") if b in BACKENDS])
+def test_pinterest_example_runs_eagerly_on_each_backend(backend):
+    """Memory needs no server; PINTEREST_BACKEND switches the same app to Redis or Cassandra."""
+    env = {
+        **clean_env(),
+        "PINTEREST_BACKEND": backend,
+        "PINTEREST_NAMESPACE": f"examples-{uuid.uuid4().hex[:12]}",
+        "PINTEREST_REDIS_URL": REDIS_URL,
+        "PINTEREST_CASSANDRA_KEYSPACE": CASSANDRA_KEYSPACE,
+        "ASYNCFEEDS_CASSANDRA_PORT": str(CASSANDRA_PORT),
+    }
     result = subprocess.run(
-        [sys.executable, "-c", PINTEREST_ON_MEMORY],
+        [sys.executable, "-c", PINTEREST_EAGER],
         capture_output=True,
         text=True,
-        env=clean_env(),
+        env=env,
         cwd=ROOT,
         timeout=120,
     )
