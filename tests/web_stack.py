@@ -145,6 +145,7 @@ def stack(app: Callable[[], App], workers: list[Process], redis_url: str,
     except BaseException:
         for worker in workers:
             worker.stop()
+        drop_keys(redis_url, prefix)
         raise
     started.workers = workers
     try:
