@@ -220,7 +220,7 @@ async def add_pin(request: web.Request) -> web.Response:
     return web.json_response(activity.model_dump(mode="json"), status=201)
 
 
-@routes.post("/users/{user}/likes/{pin}")
+@routes.post(r"/users/{user}/likes/{pin:\d+}")
 async def like(request: web.Request) -> web.Response:
     """A like: the pin's author is notified, likes of one pin on one day in one group."""
     pin = request.app[social_key].pins.get(int(request.match_info["pin"]))
