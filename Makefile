@@ -3,13 +3,17 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install services-up services-down lint bench clean
+.PHONY: demo test install services-up services-down lint bench clean run-example
 
 demo: install
 	$(BIN)/asyncfeeds demo
 
 test: install
 	bash scripts/test.sh
+
+# The FastAPI example with Redis and two fanout workers, natively (Ctrl-C stops it).
+run-example: install
+	bash scripts/run-example.sh
 
 install: $(VENV)/.installed
 

@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     JsonValue,
     PlainSerializer,
+    SerializeAsAny,
     computed_field,
     field_validator,
 )
@@ -264,7 +265,8 @@ class AggregatedActivity(BaseModel):
     max_aggregated_activities_length: ClassVar[int] = 15
 
     group: str
-    activities: list[Activity] = Field(default_factory=list)
+    activities: list[SerializeAsAny[Activity]] = Field(default_factory=list)
+    """Dumped as their own classes, so an activity subclass keeps its fields in JSON."""
     created_at: datetime | None = None  # time of the first activity; fixed, it keys the id
     updated_at: datetime | None = None
     seen_at: datetime | None = None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Protocol, TypedDict
+from typing import Protocol
+
+from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12 for models
 
 
 class Counts(TypedDict):

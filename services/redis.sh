@@ -2,6 +2,8 @@
 # Local Redis servers for the asyncfeeds test suite, without Docker.
 #
 #   services/redis.sh start    install Redis if needed, start what is missing
+#   services/redis.sh start-standalone   the same for the standalone Redis only
+#                              (what `make run-example` needs)
 #   services/redis.sh stop     stop only what `start` started, remove state files
 #   services/redis.sh status   show what answers; exit 0 only if all is up
 #
@@ -304,6 +306,12 @@ cmd_start() {
     start_cluster
 }
 
+cmd_start_standalone() {
+    ensure_installed
+    mkdir -p "$STATE_DIR"
+    start_standalone
+}
+
 cmd_stop() {
     local pid port cluster stopped=()
     if ! command -v redis-cli >/dev/null; then
@@ -358,8 +366,8 @@ cmd_status() { # exit status 0 only if the standalone Redis and the clusters are
 
 main() {
     case "${1:-}" in
-    start | stop | status) ;;
-    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+    start | start-standalone | stop | status) ;;
+    *) echo "usage: $0 start|start-standalone|stop|status" >&2; exit 2 ;;
     esac
     [[ $STANDALONE_PORT =~ ^[0-9]+$ ]] || die "ASYNCFEEDS_TEST_REDIS_PORT must be a port number"
     ((${#MAIN_PORTS[@]} >= 3)) || die "ASYNCFEEDS_TEST_CLUSTER_PORTS needs at least 3 ports"
@@ -377,7 +385,7 @@ main() {
         exec 9<"$SCRIPT_PATH"
         flock -w 120 9 || die "timed out waiting for another redis.sh to finish"
     fi
-    "cmd_$1"
+    "cmd_${1//-/_}"
 }
 
 main "$@"

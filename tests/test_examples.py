@@ -14,7 +14,12 @@ import subprocess
 import sys
 import textwrap
 import tomllib
+import uuid
 from pathlib import Path
+
+import pytest
+import yaml
+from conftest import BACKENDS, CASSANDRA_KEYSPACE, CASSANDRA_PORT, REDIS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -26,10 +31,11 @@ NOT_RUN = re.compile(r"^<!--\s*not run:.*-->\s*$")
 # README's. Blocks marked "not run" only have their imports executed.
 RUNNER = textwrap.dedent(
     """
-    import ast, asyncio, inspect, json, sys
+    import ast, asyncio, inspect, json, sys, types
 
     async def main(blocks, filename):
-        namespace = {"__name__": "__readme__"}
+        module = sys.modules["__readme__"] = types.ModuleType("__readme__")  # for pydantic
+        namespace = module.__dict__
         for block in blocks:
             source = "\\n" * block["offset"] + block["code"]
             if not block["run"]:
@@ -145,9 +151,13 @@ def test_the_readme_runner_fails_on_a_broken_block_and_names_its_line(tmp_path):
     assert "NoSuchThing" in run_blocks(missing, "doc.md", tmp_path).stderr
 
 
-def test_every_example_script_is_tested():
-    tested = {"quickstart.py", "fastapi_app.py"}
-    assert {p.name for p in EXAMPLES.glob("*.py")} == tested
+def test_every_example_is_tested():
+    examples = {
+        p.name for p in EXAMPLES.iterdir()
+        if p.suffix == ".py" or (p.is_dir() and not p.name.startswith((".", "_")))
+    }
+    # The web examples run over real HTTP in tests/test_web_examples.py.
+    assert examples == {"quickstart.py", "aiohttp_app.py", "pinterest"}
 
 
 def test_quickstart_example_runs(tmp_path):
@@ -165,80 +175,121 @@ def test_quickstart_example_runs(tmp_path):
     assert "notification: 2 people liked pin 100, read=False" in result.stdout
 
 
-FASTAPI_CLIENT = textwrap.dedent(
+PINTEREST_EAGER = textwrap.dedent(
     """
-    import sys
-    sys.path.insert(0, sys.argv[1])
+    import os
     from fastapi.testclient import TestClient
-    import fastapi_app
+    from examples.pinterest.app import app
+    from examples.pinterest.feeds import FEED_CLASSES
 
-    with TestClient(fastapi_app.app) as client:
-        assert client.post("/users/2/follow/1").status_code == 204
-        assert client.post("/users/3/follow/1").status_code == 204
-        for pin_id, title in ((10, "Ramen"), (11, "Kyoto")):
-            response = client.post(
-                "/users/1/pins", json={"pin_id": pin_id, "title": title, "board": "Cooking"}
-            )
-            assert response.status_code == 201, response.text
+    backend = os.environ["PINTEREST_BACKEND"]
+    with TestClient(app) as client:
+        health = client.get("/healthz").json()
+        assert health == {"status": "ok", "backend": backend, "fanout": "eager"}, health
+        assert client.put("/users/2/following/1").status_code == 204
+        pin = client.post("/users/1/pins", json={"title": "Ramen", "board": "Food"}).json()
+        page = client.get("/users/2/feed").json()  # eager: fanned out before the reply
+        assert [a["activity_id"] for a in page["items"]] == [pin["activity_id"]], page
+        (group,) = client.get("/users/2/feed/aggregated").json()["items"]
+        assert group["activity_count"] == 1, group
+        assert client.post(f"/users/2/likes/{pin['object']}").status_code == 201
+        with client.websocket_connect("/users/1/notifications/ws") as socket:
+            assert socket.receive_json() == {"type": "counts", "unseen_count": 2,
+                                             "unread_count": 2}
+        api = client.get("/openapi.json").json()
+        feed = api["paths"]["/users/{user_id}/feed"]["get"]["responses"]["200"]
+        assert feed["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Page_Activity_"}, feed
+        assert "activity_id" in api["components"]["schemas"]["Activity"]["properties"]
+        groups = api["components"]["schemas"]["NotificationActivity"]["properties"]
+        assert {"aggregated_id", "is_seen", "actor_count"} <= set(groups)
 
-        page = client.get("/users/2/feed", params={"limit": 1}).json()
-        assert [item["title"] for item in page["items"]] == ["Kyoto"], page
-        rest = client.get("/users/2/feed", params={"before": page["next"]}).json()
-        assert [item["title"] for item in rest["items"]] == ["Ramen"], rest
-        assert rest["next"] is None
+        async def flush():
+            for feed_class in FEED_CLASSES:
+                await feed_class.flush()
 
-        (group,) = client.get("/users/3/feed/aggregated").json()["items"]
-        assert group["activity_count"] == 2 and group["verb"] == "pinned", group
-
-        assert client.post("/users/2/likes/10").status_code == 201
-        assert client.post("/users/3/likes/10").status_code == 201
-        inbox = client.get("/users/1/notifications").json()
-        assert (inbox["unseen"], inbox["unread"]) == (2, 2), inbox
-        likes = next(i for i in inbox["items"] if i["verb"] == "liked")
-        assert likes["actors"] == [3, 2] and likes["titles"] == ["Ramen", "Ramen"], likes
-        assert likes["is_seen"] is False and likes["is_read"] is False
-
-        assert client.post("/users/1/notifications/seen").status_code == 204
-        response = client.post("/users/1/notifications/read", json={"ids": [likes["id"]]})
-        assert response.status_code == 204
-        inbox = client.get("/users/1/notifications").json()
-        assert (inbox["unseen"], inbox["unread"]) == (0, 1), inbox
-
-        bad = client.post("/users/1/pins", json={"pin_id": 12, "title": "", "board": "x"})
-        assert bad.status_code == 422 and "title" in bad.text
-        again = client.post("/users/1/pins", json={"pin_id": 10, "title": "x", "board": "x"})
-        assert again.status_code == 409
-        assert client.post("/users/2/likes/999").status_code == 404
-        assert client.post("/users/2/follow/2").status_code == 400
-
-        assert client.delete("/users/2/follow/1").status_code == 204
-        assert client.get("/users/2/feed").json()["items"] == []
-    print("fastapi example ok")
+        client.portal.call(flush)
+    print("pinterest example ok")
     """
 )
 
 
-def test_fastapi_example_serves_feeds_and_notifications(tmp_path):
+@pytest.mark.parametrize("backend", [b for b in ("memory", "redis", "cassandra") if b in BACKENDS])
+def test_pinterest_example_runs_eagerly_on_each_backend(backend):
+    """Memory needs no server; PINTEREST_BACKEND switches the same app to Redis or Cassandra."""
+    env = {
+        **clean_env(),
+        "PINTEREST_BACKEND": backend,
+        "PINTEREST_NAMESPACE": f"examples-{uuid.uuid4().hex[:12]}",
+        "PINTEREST_REDIS_URL": REDIS_URL,
+        "PINTEREST_CASSANDRA_KEYSPACE": CASSANDRA_KEYSPACE,
+        "ASYNCFEEDS_CASSANDRA_PORT": str(CASSANDRA_PORT),
+    }
     result = subprocess.run(
-        [sys.executable, "-c", FASTAPI_CLIENT, str(EXAMPLES)],
+        [sys.executable, "-c", PINTEREST_EAGER],
         capture_output=True,
         text=True,
-        env=clean_env(),
-        cwd=tmp_path,
+        env=env,
+        cwd=ROOT,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "fastapi example ok" in result.stdout
+    assert "pinterest example ok" in result.stdout
 
 
-def test_fastapi_is_not_a_dependency_of_the_package():
+def test_web_frameworks_are_not_dependencies_of_the_package():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert not any(d.lower().startswith(("fastapi", "starlette")) for d in project["dependencies"])
+    web = ("fastapi", "starlette", "uvicorn", "aiohttp")
+    assert not any(d.lower().startswith(web) for d in project["dependencies"])
+    assert all(any(d.startswith(w) for d in project["optional-dependencies"]["examples"])
+               for w in ("fastapi", "uvicorn", "aiohttp"))
     probe = (
-        "import sys, asyncfeeds, asyncfeeds.cli, asyncfeeds.demo; print('fastapi' in sys.modules)"
+        "import sys, asyncfeeds, asyncfeeds.cli, asyncfeeds.demo, asyncfeeds.testing; "
+        "print(any(m in sys.modules for m in ('fastapi', 'starlette', 'uvicorn', 'aiohttp')))"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, env=clean_env(), timeout=60
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_compose_runs_the_example_app_and_two_workers_only_with_the_app_profile():
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    app = {name for name, service in services.items() if "app" in service.get("profiles", [])}
+    assert app == {"web", "worker-high", "worker-low"}
+    assert all("profiles" not in services[name] for name in services.keys() - app)
+    script = (ROOT / "scripts" / "run-example.sh").read_text()
+    for name in app:
+        service = services[name]
+        assert service["healthcheck"]["test"], name
+        assert service["depends_on"]["redis"]["condition"] == "service_healthy", name
+        assert service["environment"]["PINTEREST_FANOUT"] == "arq", name
+        assert service["build"]["dockerfile"] == "examples/Dockerfile", name
+    for priority in ("high", "low"):
+        command = services[f"worker-{priority}"]["command"]
+        assert command[:2] == ["asyncfeeds", "worker"]
+        assert f"--priority={priority}" in command
+        assert services[f"worker-{priority}"]["healthcheck"]["test"][1:] == [*command, "--check"]
+        for option in command[2:]:
+            if option.startswith(("--manager=", "--config=")):
+                assert option.split("=")[1] in script  # the same stack as make run-example
+    assert "examples.pinterest.app:app" in services["web"]["command"]
+    assert "examples.pinterest.app:app" in script
+    for line in (EXAMPLES / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            assert all((ROOT / path).exists() for path in line.split()[1:-1]), line
+
+
+def test_readme_testing_fixtures_pass_under_pytest(tmp_path):
+    """The "Testing your app" section as a test module of a user's suite, run by pytest."""
+    section = README.read_text().split("\n## Testing your app\n", 1)[1].split("\n## ", 1)[0]
+    (tmp_path / "test_readme_app.py").write_text("".join(b["code"] for b in python_blocks(section)))
+    (tmp_path / "pytest.ini").write_text("[pytest]\nasyncio_mode = auto\n")
+    env = {**clean_env(), "TEST_REDIS_URL": REDIS_URL}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_readme_app.py"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout, result.stdout

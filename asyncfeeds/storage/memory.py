@@ -89,8 +89,8 @@ _pulled: dict[str, set[str]] = {}
 
 def reset() -> None:
     """Forget everything the memory backend holds (tests)."""
-    _activities.clear()
-    _references.clear()
+    for items in (*_activities.values(), *_references.values()):
+        items.clear()  # in place: the cached storages of each prefix hold these dicts
     _timelines.clear()
     _groups.clear()
     _pulled.clear()
