@@ -1,5 +1,8 @@
 """asyncfeeds: asyncio-native activity feeds on memory, Redis or Cassandra, fanned out by arq."""
 
+__version__ = "0.1.0"
+"""The release; the package metadata reads it from here (``pyproject.toml``: dynamic)."""
+
 from .activity import Activity, AggregatedActivity, NotificationActivity
 from .aggregators import BaseAggregator, NotificationAggregator, RecentVerbAggregator
 from .config import aclose, configure
@@ -53,6 +56,7 @@ __all__ = [
     "StorageUnavailableError",
     "Subscription",
     "Verb",
+    "__version__",
     "aclose",
     "configure",
     "get_verb_by_id",
