@@ -33,9 +33,10 @@ services-down:
 
 lint: install
 	$(BIN)/ruff check asyncfeeds tests examples bench
+	$(BIN)/mypy --strict asyncfeeds
 
 bench: install
 	bash bench/run.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .services
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .coverage .services

@@ -1,8 +1,5 @@
 """asyncfeeds: asyncio-native activity feeds on memory, Redis or Cassandra, fanned out by arq."""
 
-__version__ = "0.1.0"
-"""The release; the package metadata reads it from here (``pyproject.toml``: dynamic)."""
-
 from .activity import Activity, AggregatedActivity, NotificationActivity
 from .aggregators import BaseAggregator, NotificationAggregator, RecentVerbAggregator
 from .config import aclose, configure
@@ -25,6 +22,9 @@ from .pages import Page
 from .provision import setup
 from .types import Counts, Subscription
 from .verbs import Verb, get_verb_by_id, register, register_verb
+
+__version__ = "0.1.0"
+"""The release; the package metadata reads it from here (``pyproject.toml``: dynamic)."""
 
 __all__ = [
     "Activity",

@@ -375,7 +375,7 @@ class Manager(ManagerNames):
             await dispatcher.close()
 
     async def _follower_groups(self, user_id: UserId) -> list[tuple[FanoutPriority, Any]]:
-        result = self.get_user_follower_ids(user_id)
+        result: object = self.get_user_follower_ids(user_id)
         if inspect.isawaitable(result):
             result = await result
         if not isinstance(result, Mapping):

@@ -425,7 +425,10 @@ class AggregatedFeed(Feed):
             wanted: str | None = activity.aggregated_id
         else:
             entry = await self._entry(self.activity_ids([activity])[0])
-            wanted = entry.aggregated_id if entry is not None and entry.held else activity
+            if entry is not None and entry.held:
+                wanted = entry.aggregated_id
+            else:  # a string that is no held activity's id may be an aggregated id
+                wanted = activity if isinstance(activity, str) else None
         for index, group in enumerate(await self.get_slice(0, None)):
             if group.aggregated_id == wanted:
                 return index

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,13 +61,13 @@ class _GroupFeed:
         return {"unseen_count": len(self.unseen), "unread_count": len(self.unread)}
 
 
-def _forget_oldest(removed: dict[str, int], versions: Mapping[str, Any]) -> None:
+def _forget_oldest(removed: dict[str, int], versions: MutableMapping[str, Any]) -> None:
     """Keep at most ``TOMBSTONE_LIMIT`` removals, forgetting the oldest versions."""
     excess = len(removed) - TOMBSTONE_LIMIT
     if excess > 0:
         for activity_id in sorted(removed, key=removed.__getitem__)[:excess]:
             del removed[activity_id]
-            del versions[activity_id]  # type: ignore[attr-defined]
+            del versions[activity_id]
 
 
 _activities: dict[str, dict[str, bytes]] = {}

@@ -12,7 +12,7 @@ the last to read sees every row and the feed never stays above ``max_length``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 
 from ...keys import KeyFormat
 from ..base import ActivityStorage, Bounds, Entry
@@ -43,16 +43,18 @@ class CassandraTimelineStorage:
     ) -> dict[str, int]:
         client, table = self._client()
         keys = [key for key, items in entries.items() if items]
-        calls = [
-            asyncio.gather(
-                *(self._add_one(client, table, k, entries[k], max_length, version) for k in keys)
-            ),
+        writes = asyncio.gather(
+            *(self._add_one(client, table, k, entries[k], max_length, version) for k in keys)
+        )
+        calls: list[Awaitable[object]] = [
+            writes,
             registry.register(client, self.table, self.key_prefix, keys),
         ]
         if activity_storage is not None:
             data = {activity_id: item for items in entries.values() for activity_id, item in items}
             calls.append(activity_storage.add_many(data))
-        added, *_ = await asyncio.gather(*calls)
+        await asyncio.gather(*calls)
+        added = writes.result()
         counts = dict.fromkeys(entries, 0)
         counts.update(zip(keys, added, strict=True))
         return counts
@@ -189,9 +191,10 @@ class CassandraTimelineStorage:
         return {row["activity_id"] for result in results for row in result}
 
 
-def _clustering_range(bounds: Bounds) -> tuple[str, list[str]]:
+def _clustering_range(bounds: Bounds) -> tuple[str, list[object]]:
     """The ``AND activity_id ...`` conditions of a filtered read, the stricter bound winning."""
-    where, params = "", []
+    where = ""
+    params: list[object] = []
     if bounds.gt is not None and (bounds.gte is None or bounds.gt >= bounds.gte):
         where, params = " AND activity_id > ?", [bounds.gt]
     elif bounds.gte is not None:

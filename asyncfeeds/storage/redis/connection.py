@@ -229,7 +229,8 @@ class RedisServer:
         registry = _scripts.setdefault(client, {})
         script = registry.get(lua.name)
         if script is None:
-            script = registry[lua.name] = client.register_script(lua.source)
+            # redis-py annotates register_script's self as Redis; RedisCluster has it too.
+            script = registry[lua.name] = client.register_script(lua.source)  # type: ignore[misc]
         return script
 
     def evalsha(self, lua: Lua, keys: Sequence[str], args: Sequence[Any]) -> Command:
