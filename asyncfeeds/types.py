@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Protocol, TypedDict
+from typing import Literal, Protocol, TypedDict
+
+UserId = int | str
+"""A user's id: an ``int`` and its decimal string name the same feed."""
+
+Operation = Literal["add", "remove", "update"]
+"""What a fanout chunk does to its follower feeds (``"update"`` only from
+``Manager.update_user_activities``)."""
+
+OPERATIONS: tuple[Operation, ...] = ("add", "remove", "update")
 
 
 class Counts(TypedDict):

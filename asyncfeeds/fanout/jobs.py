@@ -23,6 +23,7 @@ from arq import Retry
 from redis.exceptions import RedisError
 
 from ..activity import Activity
+from ..types import OPERATIONS, Operation
 from ..versions import call_version
 from . import deadletters
 from .lease import keep_in_progress
@@ -35,7 +36,6 @@ logger = logging.getLogger(__name__)
 
 JOB_FUNCTION = "asyncfeeds_fanout"
 PAYLOAD_VERSION = 2
-OPERATIONS = ("add", "remove", "update")
 
 
 class JobPayloadError(ValueError):
@@ -48,7 +48,7 @@ class FanoutJob:
 
     manager_path: str
     feed_name: str
-    operation: str
+    operation: Operation
     user_ids: Sequence[int | str]
     activities: Sequence[Activity | str]
     version: int
@@ -107,9 +107,7 @@ def decode(manager: Manager, payload: Any) -> tuple[FanoutJob, type[Any]]:
     try:
         if payload["v"] != PAYLOAD_VERSION:
             raise JobPayloadError(f"unsupported payload version {payload['v']!r}")
-        operation = payload["op"]
-        if operation not in OPERATIONS:
-            raise JobPayloadError(f"unknown fanout operation {operation!r}")
+        operation = _operation(payload["op"])
         feed_class = manager.feed_classes.get(payload["feed"])
         if feed_class is None:
             raise JobPayloadError(
@@ -131,6 +129,13 @@ def decode(manager: Manager, payload: Any) -> tuple[FanoutJob, type[Any]]:
     except (KeyError, TypeError, ValueError) as exc:
         raise JobPayloadError(f"malformed fanout payload: {exc}") from exc
     return job, feed_class
+
+
+def _operation(value: object) -> Operation:
+    for operation in OPERATIONS:
+        if value == operation:
+            return operation
+    raise JobPayloadError(f"unknown fanout operation {value!r}")
 
 
 async def execute(manager: Manager, job: FanoutJob, feed_class: type[Any]) -> int:

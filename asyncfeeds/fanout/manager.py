@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from arq.connections import ArqRedis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -25,13 +26,13 @@ from ..compat import ManagerNames
 from ..exceptions import StorageUnavailableError
 from ..feeds.base import Feed
 from ..metrics import Metrics, process_metrics
+from ..types import Operation, UserId
 from ..versions import call_version, current_version, next_version
 from . import clock, jobs
 from .jobs import FanoutJob
 
 logger = logging.getLogger(__name__)
 
-UserId = int | str
 Progress = Callable[[int], object]
 """Called with how many units were just done: follower feeds for a fanout, activities for
 an import. ``tqdm(...).update`` fits."""
@@ -47,8 +48,8 @@ class FanoutPriority(StrEnum):
 class Manager(ManagerNames):
     """Fans activities out to followers' feeds; subclasses implement ``get_user_follower_ids``."""
 
-    feed_classes: ClassVar[Mapping[str, type[Feed]]] = {}
-    user_feed_class: ClassVar[type[Feed] | None] = None
+    feed_classes: ClassVar[Mapping[str, type[Feed[Any]]]] = {}
+    user_feed_class: ClassVar[type[Feed[Any]] | None] = None
     fanout_chunk_size: ClassVar[int] = 100
     follow_activity_limit: ClassVar[int] = 5000
     queue_names: ClassVar[Mapping[FanoutPriority, str]] = {
@@ -76,7 +77,7 @@ class Manager(ManagerNames):
 
     def __init__(
         self,
-        queue: Any = None,
+        queue: ArqRedis | None = None,
         *,
         metrics: Metrics | None = None,
         import_path: str | None = None,
@@ -106,7 +107,7 @@ class Manager(ManagerNames):
                 raise ValueError(f"{cls.__name__}.{attr} must be a positive int, got {value!r}")
 
     @property
-    def queue(self) -> Any:
+    def queue(self) -> ArqRedis | None:
         """The arq pool fanout jobs go to, or None to fan out inline (eager).
 
         Settable after construction (say in a FastAPI lifespan): a pool switches the
@@ -115,13 +116,13 @@ class Manager(ManagerNames):
         return self._queue
 
     @queue.setter
-    def queue(self, queue: Any) -> None:
+    def queue(self, queue: ArqRedis | None) -> None:
         if queue is not None and not hasattr(queue, "connection_pool"):
             raise TypeError(
                 "queue must be an arq pool (asyncfeeds.fanout.create_queue or arq.create_pool)"
             )
         self._queue = queue
-        self.job_queue: Any = _json_view(queue) if queue is not None else None
+        self.job_queue: ArqRedis | None = _json_view(queue) if queue is not None else None
         """The arq client jobs are enqueued with: the queue's connections, a JSON codec."""
 
     def __repr__(self) -> str:
@@ -140,11 +141,11 @@ class Manager(ManagerNames):
         raise NotImplementedError(f"{type(self).__name__} must implement get_user_follower_ids")
 
     # -- feeds ---------------------------------------------------------------------------
-    def get_feeds(self, user_id: UserId) -> dict[str, Feed]:
+    def get_feeds(self, user_id: UserId) -> dict[str, Feed[Any]]:
         """The feeds the user's followees fan out to, by name."""
         return {name: feed_class(user_id) for name, feed_class in self.feed_classes.items()}
 
-    def get_user_feed(self, user_id: UserId) -> Feed:
+    def get_user_feed(self, user_id: UserId) -> Feed[Any]:
         """The feed of the user's own activities."""
         if self.user_feed_class is None:
             raise TypeError(f"{type(self).__name__}.user_feed_class is not set")
@@ -153,9 +154,9 @@ class Manager(ManagerNames):
     # -- the public hook every chunk goes through ----------------------------------------
     async def fanout(
         self,
-        feed_class: type[Feed],
+        feed_class: type[Feed[Any]],
         user_ids: Sequence[UserId],
-        operation: str,
+        operation: Operation,
         activities: Sequence[Activity | str],
     ) -> int:
         """Apply ``operation`` ("add", "remove"; "update" internally) for a chunk in one batch.
@@ -166,11 +167,13 @@ class Manager(ManagerNames):
         started = time.perf_counter()
         version = current_version()
         if operation == "add":
-            written = await feed_class.fanout_add(user_ids, activities, version)  # type: ignore[arg-type]
+            written = await feed_class.fanout_add(user_ids, _whole(activities, operation), version)
         elif operation == "remove":
             written = await feed_class.fanout_remove(user_ids, activities, version)
         elif operation == "update":
-            written = await feed_class.fanout_update(user_ids, activities, version)  # type: ignore[arg-type]
+            written = await feed_class.fanout_update(
+                user_ids, _whole(activities, operation), version
+            )
         else:
             raise ValueError(f"fanout operation must be 'add' or 'remove', got {operation!r}")
         elapsed = time.perf_counter() - started
@@ -355,9 +358,9 @@ class Manager(ManagerNames):
     async def _fanout_followers(
         self,
         user_id: UserId,
-        operation: str,
+        operation: Operation,
         activities: Sequence[Activity | str],
-        feed_classes: Mapping[str, type[Feed]],
+        feed_classes: Mapping[str, type[Feed[Any]]],
         version: int,
         *,
         progress: Progress | None = None,
@@ -405,11 +408,11 @@ class _Dispatcher:
         self.manager = manager
         self.priority = priority
         self.progress = progress
-        self.pending: list[tuple[FanoutJob, type[Feed]]] = []
+        self.pending: list[tuple[FanoutJob, type[Feed[Any]]]] = []
         self.enqueued = 0
         self.duplicates = 0
 
-    async def submit(self, job: FanoutJob, feed_class: type[Feed]) -> None:
+    async def submit(self, job: FanoutJob, feed_class: type[Feed[Any]]) -> None:
         if self.manager.job_queue is None:
             await jobs.execute(self.manager, job, feed_class)
             if self.progress is not None:
@@ -419,7 +422,7 @@ class _Dispatcher:
         if len(self.pending) >= self.manager.enqueue_concurrency:
             await self._flush()
 
-    async def _enqueue(self, job: FanoutJob, feed_class: type[Feed]) -> bool:
+    async def _enqueue(self, job: FanoutJob, feed_class: type[Feed[Any]]) -> bool:
         queue = self.manager.job_queue
         assert queue is not None
         enqueued = await queue.enqueue_job(
@@ -463,8 +466,6 @@ async def _queue_errors(queue: Any) -> AsyncIterator[None]:
 
 def _json_view(queue: Any) -> Any:
     """An arq client on the queue's connections that always writes JSON jobs, never pickle."""
-    from arq.connections import ArqRedis
-
     return ArqRedis(
         pool_or_conn=queue.connection_pool,
         job_serializer=jobs.dumps,
@@ -491,6 +492,14 @@ async def _chunks(ids: Any, size: int) -> AsyncIterator[list[UserId]]:
                 chunk = []
     if chunk:
         yield chunk
+
+
+def _whole(activities: Sequence[Activity | str], operation: Operation) -> list[Activity]:
+    """The activities of an add or update, which carry their data: ids alone raise."""
+    for item in activities:
+        if not isinstance(item, Activity):
+            raise TypeError(f"fanout {operation!r} takes activities, got {type(item).__name__}")
+    return [a for a in activities if isinstance(a, Activity)]
 
 
 def _check_user_id(user_id: Any) -> UserId:

@@ -1,16 +1,20 @@
 """``Feed``: a flat timeline of activities with slicing, filtering and hydration.
 
 The class holds the logic only; a backend subclass binds storages by
-overriding ``get_timeline_storage`` and ``get_activity_storage``.
+overriding ``get_timeline_storage`` and ``get_activity_storage``. Feeds are
+generic over their items: ``class BoardFeed(RedisFeed[PinActivity])`` reads
+``list[PinActivity]`` and sets ``activity_class = PinActivity``.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, Generic, NoReturn, Self, get_args, get_origin, overload
 
-from ..activity import Activity
+from typing_extensions import TypeVar  # PEP 696 defaults before Python 3.13
+
+from ..activity import Activity, AggregatedActivity
 from ..compat import FeedNames
 from ..keys import KeyFormat
 from ..metrics import Metrics, metered_read, metered_write, process_metrics
@@ -29,8 +33,13 @@ _ORDERINGS = {"activity_id": False, "-activity_id": True}
 _PAGE = 100
 """Items read per round trip when a feed is walked with ``async for``."""
 
+ItemT = TypeVar("ItemT", bound=Activity | AggregatedActivity, default=Activity)
+"""What reading a feed returns: activities (flat feeds) or aggregated activities."""
+ActivityT = TypeVar("ActivityT", bound=Activity, default=Activity)
+"""The activity class of a flat feed (its items)."""
 
-class Feed(FeedNames):
+
+class Feed(FeedNames, Generic[ItemT]):
     """One user's timeline: ``await feed.add(a)``, ``await feed[:25]``."""
 
     key_format: ClassVar[str] = "feed:{user_id}"
@@ -44,11 +53,22 @@ class Feed(FeedNames):
     """What cursors of this feed say they belong to (flat, aggregated, notification)."""
     holds_copies: ClassVar[bool] = False
     """Whether the feed keeps its own copy of activity data (updates must be fanned out)."""
+    _serializer: ClassVar[ActivitySerializer[Any] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Check ``key_format`` when the class is defined, not when it is first used."""
+        """Take the item class from the generic argument (``RedisFeed[PinActivity]``) and
+        check ``key_format`` when the class is defined, not when it is first used."""
         super().__init_subclass__(**kwargs)
+        item_class = _item_argument(cls)
+        if item_class is not None:
+            cls.bind_item_class(item_class)
         cls.key_shape()
+
+    @classmethod
+    def bind_item_class(cls, item_class: type[Any]) -> None:
+        """Set ``activity_class`` from the generic argument, unless the class sets its own
+        (which must then be a subclass of it); ``TypeError`` for anything else."""
+        assign_item_class(cls, "activity_class", Activity, item_class)
 
     @classmethod
     def key_shape(cls) -> KeyFormat:
@@ -86,7 +106,7 @@ class Feed(FeedNames):
         serializer = cls.__dict__.get("_serializer")
         if serializer is None or serializer.activity_class is not cls.activity_class:
             serializer = ActivitySerializer(cls.activity_class)
-            cls._serializer = serializer  # type: ignore[attr-defined]
+            cls._serializer = serializer
         return serializer
 
     @classmethod
@@ -244,7 +264,7 @@ class Feed(FeedNames):
         wanted = {str(a) for a in actors}
         found: list[str] = []
         async for activity in self:
-            if str(activity.actor) in wanted:
+            if isinstance(activity, Activity) and str(activity.actor) in wanted:
                 found.append(activity.activity_id)
         return found
 
@@ -320,7 +340,7 @@ class Feed(FeedNames):
         await self.get_timeline_storage().delete_many([self.key])
 
     # -- reading ---------------------------------------------------------------------
-    def filter(self, **kwargs: Activity | str) -> Feed:
+    def filter(self, **kwargs: Activity | str) -> Self:
         """A copy limited by ``activity_id__gt/gte/lt/lte``; other keywords raise ``ValueError``."""
         unknown = set(kwargs) - set(_FILTERS)
         if unknown:
@@ -332,7 +352,7 @@ class Feed(FeedNames):
         clone._bounds = Bounds(**bounds)
         return clone
 
-    def order_by(self, ordering: str) -> Feed:
+    def order_by(self, ordering: str) -> Self:
         """A copy ordered by ``"activity_id"`` (oldest first) or ``"-activity_id"`` (newest)."""
         if ordering not in _ORDERINGS:
             raise ValueError(f"order_by takes 'activity_id' or '-activity_id', got {ordering!r}")
@@ -340,7 +360,13 @@ class Feed(FeedNames):
         clone._newest_first = _ORDERINGS[ordering]
         return clone
 
-    def __getitem__(self, index: int | slice) -> Awaitable[Any]:
+    @overload
+    def __getitem__(self, index: slice) -> Awaitable[list[ItemT]]: ...
+
+    @overload
+    def __getitem__(self, index: int) -> Awaitable[ItemT]: ...
+
+    def __getitem__(self, index: int | slice) -> Awaitable[list[ItemT]] | Awaitable[ItemT]:
         """``await feed[a:b]`` for a list, ``await feed[i]`` for one activity."""
         if isinstance(index, slice):
             start, stop = _check_slice(index)
@@ -358,7 +384,7 @@ class Feed(FeedNames):
             "or 'await feed[:n]'"
         )
 
-    async def __aiter__(self) -> AsyncIterator[Any]:
+    async def __aiter__(self) -> AsyncIterator[ItemT]:
         """Walk the whole feed in the current order, a page at a time."""
         cursor = None
         while True:
@@ -369,7 +395,7 @@ class Feed(FeedNames):
                 return
             cursor = page.next_cursor
 
-    async def page(self, limit: int = 25, cursor: str | None = None) -> Page[Any]:
+    async def page(self, limit: int = 25, cursor: str | None = None) -> Page[ItemT]:
         """``limit`` activities after ``cursor`` (from the newest without one), and the
         cursor of the next page. Walking by cursors returns every activity that stays in
         the feed exactly once, however many arrive at the top meanwhile."""
@@ -397,14 +423,14 @@ class Feed(FeedNames):
             next_cursor = encode_cursor(self.page_kind, self.key, [order, rows[-1][0]])
         return Page(items=await self.hydrate(rows), next_cursor=next_cursor)
 
-    async def _get_one(self, index: int) -> Any:
+    async def _get_one(self, index: int) -> ItemT:
         items = await self.get_slice(index, index + 1)
         if not items:
             raise IndexError(f"{self!r} has no item at index {index}")
         return items[0]
 
     @metered_read("slice")
-    async def get_slice(self, start: int, stop: int | None) -> list[Any]:
+    async def get_slice(self, start: int, stop: int | None) -> list[ItemT]:
         """Activities at positions ``start:stop`` in the current order, fully hydrated."""
         rows = await self.get_timeline_storage().get_slice(
             self.key,
@@ -416,7 +442,7 @@ class Feed(FeedNames):
         )
         return await self.hydrate(rows)
 
-    async def hydrate(self, rows: Sequence[tuple[str, bytes | None]]) -> list[Activity]:
+    async def hydrate(self, rows: Sequence[tuple[str, bytes | None]]) -> list[ItemT]:
         """Decode rows, loading the data of id-only rows from the activity storage in one call."""
         missing = [activity_id for activity_id, data in rows if data is None]
         loaded: dict[str, bytes | None] = {}
@@ -424,12 +450,43 @@ class Feed(FeedNames):
             found = await self.get_activity_storage().get_many(missing)
             loaded = dict(zip(missing, found, strict=True))
         serializer = self.get_serializer()
-        activities = []
+        activities: list[ItemT] = []
         for activity_id, data in rows:
             payload = data if data is not None else loaded.get(activity_id)
             if payload is not None:
                 activities.append(serializer.loads(payload))
         return activities
+
+
+def _item_argument(cls: type[Any]) -> type[Any] | None:
+    """The class given as the generic argument of a feed base in ``cls``'s own bases."""
+    for base in cls.__dict__.get("__orig_bases__", ()):
+        origin = get_origin(base)
+        if isinstance(origin, type) and issubclass(origin, Feed):
+            args = get_args(base)
+            if len(args) == 1 and isinstance(args[0], type):
+                return args[0]
+    return None
+
+
+def assign_item_class(
+    cls: type[Any], attr: str, root: type[Any], item_class: type[Any]
+) -> None:
+    """Set ``cls.<attr>`` to ``item_class`` (a ``root`` subclass) unless the class body set a
+    subclass of it; ``TypeError`` naming the class otherwise."""
+    if not issubclass(item_class, root):
+        raise TypeError(
+            f"{cls.__name__}: the item type of a feed must be a subclass of {root.__name__}, "
+            f"got {item_class.__name__}"
+        )
+    declared = cls.__dict__.get(attr)
+    if declared is None:
+        setattr(cls, attr, item_class)
+    elif not (isinstance(declared, type) and issubclass(declared, item_class)):
+        raise TypeError(
+            f"{cls.__name__}.{attr} = {getattr(declared, '__name__', declared)!r} is not a "
+            f"subclass of its item type {item_class.__name__}"
+        )
 
 
 def _check_slice(index: slice) -> tuple[int, int | None]:

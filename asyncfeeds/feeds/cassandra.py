@@ -9,7 +9,7 @@ creates the keyspace and tables.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..storage.base import ActivityStorage, GroupStorage, TimelineStorage
 from ..storage.cassandra import (
@@ -21,9 +21,9 @@ from ..storage.cassandra import (
     schema,
 )
 from ..storage.cassandra.connection import identifier
-from .aggregated import AggregatedFeed
-from .base import Feed
-from .notification import NotificationFeed
+from .aggregated import AggregatedFeed, AggregatedT
+from .base import ActivityT, Feed
+from .notification import NotificationFeed, NotificationT
 
 
 @lru_cache(maxsize=1024)
@@ -51,21 +51,27 @@ class _CassandraBinding:
     timeline_table: ClassVar[str] = "timelines"
     group_table: ClassVar[str] = "aggregated_feeds"
     activity_table: ClassVar[str] = "activities"
+    activity_key_prefix: ClassVar[str]  # the feed class's own
+
+    if TYPE_CHECKING:
+
+        @classmethod
+        def key_prefix(cls) -> str: ...  # the feed class's own
 
     @classmethod
     def get_timeline_storage(cls) -> TimelineStorage:
         table = identifier(cls.timeline_table, "table")
-        return _timelines(cls.cassandra_cluster, table, cls.key_prefix())  # type: ignore[attr-defined]
+        return _timelines(cls.cassandra_cluster, table, cls.key_prefix())
 
     @classmethod
     def get_activity_storage(cls) -> ActivityStorage:
         table = identifier(cls.activity_table, "table")
-        return _activities(cls.cassandra_cluster, table, cls.activity_key_prefix)  # type: ignore[attr-defined]
+        return _activities(cls.cassandra_cluster, table, cls.activity_key_prefix)
 
     @classmethod
     def activity_storage_identity(cls) -> tuple[Any, ...]:
         table = identifier(cls.activity_table, "table")
-        return ("cassandra", cls.cassandra_cluster, table, cls.activity_key_prefix)  # type: ignore[attr-defined]
+        return ("cassandra", cls.cassandra_cluster, table, cls.activity_key_prefix)
 
     @classmethod
     def storage_tables(cls) -> list[tuple[str, schema.Table]]:
@@ -87,11 +93,11 @@ class _CassandraBinding:
         await schema.setup(get_client(cls.cassandra_cluster), cls.storage_tables())
 
 
-class CassandraFeed(_CassandraBinding, Feed):
+class CassandraFeed(_CassandraBinding, Feed[ActivityT]):
     """A flat feed in Cassandra: one partition per feed, rows holding whole activities."""
 
 
-class CassandraAggregatedFeed(_CassandraBinding, AggregatedFeed):
+class CassandraAggregatedFeed(_CassandraBinding, AggregatedFeed[AggregatedT]):
     """An aggregated feed in Cassandra: one row per feed, committed by lightweight transaction."""
 
     @classmethod
@@ -100,7 +106,7 @@ class CassandraAggregatedFeed(_CassandraBinding, AggregatedFeed):
         return _groups(cls.cassandra_cluster, table, cls.key_prefix(), None, 0.0)
 
 
-class CassandraNotificationFeed(_CassandraBinding, NotificationFeed):
+class CassandraNotificationFeed(_CassandraBinding, NotificationFeed[NotificationT]):
     """A notification feed in Cassandra, seen and read markers in the same row as the groups.
 
     ``subscribe()`` hears changes from other processes through the Redis named

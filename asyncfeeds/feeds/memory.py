@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from ..storage.base import ActivityStorage, GroupStorage, TimelineStorage
 from ..storage.memory import MemoryActivityStorage, MemoryGroupStorage, MemoryTimelineStorage
-from .aggregated import AggregatedFeed
-from .base import Feed
-from .notification import NotificationFeed
+from .aggregated import AggregatedFeed, AggregatedT
+from .base import ActivityT, Feed
+from .notification import NotificationFeed, NotificationT
 
 _timelines = MemoryTimelineStorage()
 _groups = MemoryGroupStorage()
@@ -16,6 +16,8 @@ _groups = MemoryGroupStorage()
 
 class _MemoryBinding:
     """Binds a feed class to the in-process storages."""
+
+    activity_key_prefix: ClassVar[str]  # the feed class's own
 
     @classmethod
     def get_timeline_storage(cls) -> TimelineStorage:
@@ -27,20 +29,20 @@ class _MemoryBinding:
 
     @classmethod
     def get_activity_storage(cls) -> ActivityStorage:
-        return MemoryActivityStorage(cls.activity_key_prefix)  # type: ignore[attr-defined]
+        return MemoryActivityStorage(cls.activity_key_prefix)
 
     @classmethod
     def activity_storage_identity(cls) -> tuple[Any, ...]:
-        return ("memory", cls.activity_key_prefix)  # type: ignore[attr-defined]
+        return ("memory", cls.activity_key_prefix)
 
 
-class MemoryFeed(_MemoryBinding, Feed):
+class MemoryFeed(_MemoryBinding, Feed[ActivityT]):
     """A flat feed held in process memory."""
 
 
-class MemoryAggregatedFeed(_MemoryBinding, AggregatedFeed):
+class MemoryAggregatedFeed(_MemoryBinding, AggregatedFeed[AggregatedT]):
     """An aggregated feed held in process memory."""
 
 
-class MemoryNotificationFeed(_MemoryBinding, NotificationFeed):
+class MemoryNotificationFeed(_MemoryBinding, NotificationFeed[NotificationT]):
     """A notification feed held in process memory."""

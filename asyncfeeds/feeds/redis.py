@@ -11,9 +11,9 @@ from typing import Any, ClassVar
 
 from ..storage.base import ActivityStorage, GroupStorage, TimelineStorage
 from ..storage.redis import RedisActivityStorage, RedisGroupStorage, RedisTimelineStorage
-from .aggregated import AggregatedFeed
-from .base import Feed
-from .notification import NotificationFeed
+from .aggregated import AggregatedFeed, AggregatedT
+from .base import ActivityT, Feed
+from .notification import NotificationFeed, NotificationT
 
 _timelines = lru_cache(maxsize=None)(RedisTimelineStorage)
 _groups = lru_cache(maxsize=None)(RedisGroupStorage)
@@ -23,6 +23,7 @@ class _RedisBinding:
     """Binds a feed class to the Redis storages of its ``redis_server``."""
 
     redis_server: ClassVar[str] = "default"
+    activity_key_prefix: ClassVar[str]  # the feed class's own
 
     @classmethod
     def get_timeline_storage(cls) -> TimelineStorage:
@@ -34,20 +35,20 @@ class _RedisBinding:
 
     @classmethod
     def get_activity_storage(cls) -> ActivityStorage:
-        return RedisActivityStorage(cls.redis_server, cls.activity_key_prefix)  # type: ignore[attr-defined]
+        return RedisActivityStorage(cls.redis_server, cls.activity_key_prefix)
 
     @classmethod
     def activity_storage_identity(cls) -> tuple[Any, ...]:
-        return ("redis", cls.redis_server, cls.activity_key_prefix)  # type: ignore[attr-defined]
+        return ("redis", cls.redis_server, cls.activity_key_prefix)
 
 
-class RedisFeed(_RedisBinding, Feed):
+class RedisFeed(_RedisBinding, Feed[ActivityT]):
     """A flat feed: ids in a Redis sorted set, activity data in sharded hashes."""
 
 
-class RedisAggregatedFeed(_RedisBinding, AggregatedFeed):
+class RedisAggregatedFeed(_RedisBinding, AggregatedFeed[AggregatedT]):
     """An aggregated feed whose read-modify-write runs as Lua scripts on Redis."""
 
 
-class RedisNotificationFeed(_RedisBinding, NotificationFeed):
+class RedisNotificationFeed(_RedisBinding, NotificationFeed[NotificationT]):
     """A notification feed with unseen/unread markers and counts over Redis pub/sub."""
