@@ -279,10 +279,10 @@ async def test_a_job_run_twice_or_late_leaves_the_feeds_as_one_run(
             payloads.append((job_id, await queue.get(f"arq:job:{job_id}")))
             await queue.delete(f"arq:job:{job_id}")
         await queue.delete(name)
-    from asyncfeeds.fanout import jobs
+    from asyncfeeds.fanout import jobs, payload
 
     for _, raw in [*reversed(payloads), *payloads, *reversed(payloads)]:
-        job, feed_class = jobs.decode(manager, jobs.loads(raw)["a"][0])
+        job, feed_class = payload.decode(payload.loads(raw)["a"][0], manager.feed_classes)
         await jobs.execute(manager, job, feed_class)
     assert await held_by(manager, followers, activity) == dict.fromkeys(
         manager.feed_classes, len(followers)

@@ -8,28 +8,24 @@ arq job on the priority's queue when the manager has a ``queue``.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
 from enum import StrEnum
 from typing import Any, ClassVar
 
 from arq.connections import ArqRedis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..activity import Activity, AggregatedActivity
 from ..compat import ManagerNames
-from ..exceptions import StorageUnavailableError
 from ..feeds.base import Feed
 from ..metrics import Metrics, process_metrics
 from ..types import Operation, UserId
 from ..versions import call_version, current_version, next_version
-from . import clock, jobs
-from .jobs import FanoutJob
+from . import clock
+from .payload import FanoutJob
+from .queue import Enqueuer, json_client, queue_errors
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +118,7 @@ class Manager(ManagerNames):
                 "queue must be an arq pool (asyncfeeds.fanout.create_queue or arq.create_pool)"
             )
         self._queue = queue
-        self.job_queue: ArqRedis | None = _json_view(queue) if queue is not None else None
+        self.job_queue: ArqRedis | None = json_client(queue) if queue is not None else None
         """The arq client jobs are enqueued with: the queue's connections, a JSON codec."""
 
     def __repr__(self) -> str:
@@ -322,7 +318,7 @@ class Manager(ManagerNames):
         """The version of a new call: from the queue's Redis in arq mode, else this process."""
         if self.job_queue is None:
             return next_version()
-        async with _queue_errors(self.queue):
+        async with queue_errors(self.job_queue):
             return await clock.next_version(self.job_queue)
 
     def _validate(self, activities: Iterable[Activity]) -> list[Activity]:
@@ -370,12 +366,25 @@ class Manager(ManagerNames):
             return
         groups = await self._follower_groups(user_id)
         for priority, follower_ids in groups:
-            dispatcher = _Dispatcher(self, priority, progress)
-            async for chunk in _chunks(follower_ids, self.fanout_chunk_size):
+            chunks = _chunks(follower_ids, self.fanout_chunk_size)
+            if self.job_queue is None:
+                with call_version(version):
+                    async for chunk in chunks:
+                        for feed_class in feed_classes.values():
+                            await self.fanout(feed_class, chunk, operation, activities)
+                            if progress is not None:
+                                progress(len(chunk))
+                continue
+            enqueuer = Enqueuer(self.job_queue, self.queue_names[priority],
+                                self.enqueue_concurrency, progress)
+            async for chunk in chunks:
                 for name, feed_class in feed_classes.items():
                     job = FanoutJob(self.import_path, name, operation, chunk, activities, version)
-                    await dispatcher.submit(job, feed_class)
-            await dispatcher.close()
+                    await enqueuer.submit(job, feed_class)
+            await enqueuer.flush()
+            if enqueuer.enqueued or enqueuer.duplicates:
+                self.metrics.on_jobs_enqueued(priority.value, enqueuer.enqueued,
+                                              enqueuer.duplicates)
 
     async def _follower_groups(self, user_id: UserId) -> list[tuple[FanoutPriority, Any]]:
         result: object = self.get_user_follower_ids(user_id)
@@ -397,80 +406,6 @@ class Manager(ManagerNames):
             if ids is not None:
                 groups.append((priority, ids))
         return groups
-
-
-class _Dispatcher:
-    """Runs jobs inline (eager) or enqueues them on arq a batch at a time (arq mode)."""
-
-    def __init__(
-        self, manager: Manager, priority: FanoutPriority, progress: Progress | None = None
-    ) -> None:
-        self.manager = manager
-        self.priority = priority
-        self.progress = progress
-        self.pending: list[tuple[FanoutJob, type[Feed[Any]]]] = []
-        self.enqueued = 0
-        self.duplicates = 0
-
-    async def submit(self, job: FanoutJob, feed_class: type[Feed[Any]]) -> None:
-        if self.manager.job_queue is None:
-            await jobs.execute(self.manager, job, feed_class)
-            if self.progress is not None:
-                self.progress(len(job.user_ids))
-            return
-        self.pending.append((job, feed_class))
-        if len(self.pending) >= self.manager.enqueue_concurrency:
-            await self._flush()
-
-    async def _enqueue(self, job: FanoutJob, feed_class: type[Feed[Any]]) -> bool:
-        queue = self.manager.job_queue
-        assert queue is not None
-        enqueued = await queue.enqueue_job(
-            jobs.JOB_FUNCTION,
-            jobs.encode(job, feed_class),
-            _job_id=job.job_id,
-            _queue_name=self.manager.queue_names[self.priority],
-        )
-        return enqueued is not None
-
-    async def _flush(self) -> None:
-        pending, self.pending = self.pending, []
-        async with _queue_errors(self.manager.queue):
-            results = await asyncio.gather(*(self._enqueue(*item) for item in pending))
-        new = sum(results)
-        self.enqueued += new
-        self.duplicates += len(results) - new
-        if self.progress is not None:
-            self.progress(sum(len(job.user_ids) for job, _ in pending))
-
-    async def close(self) -> None:
-        if self.pending:
-            await self._flush()
-        if self.enqueued or self.duplicates:
-            self.manager.metrics.on_jobs_enqueued(self.priority.value, self.enqueued,
-                                                  self.duplicates)
-
-
-@asynccontextmanager
-async def _queue_errors(queue: Any) -> AsyncIterator[None]:
-    """Turn a failed connection to the queue's Redis into ``StorageUnavailableError``."""
-    try:
-        yield
-    except (RedisConnectionError, RedisTimeoutError, OSError) as error:
-        options = queue.connection_pool.connection_kwargs
-        where = f"{options.get('host', '?')}:{options.get('port', '?')}"
-        raise StorageUnavailableError(
-            f"cannot reach the fanout queue's Redis at {where}: {error}"
-        ) from error
-
-
-def _json_view(queue: Any) -> Any:
-    """An arq client on the queue's connections that always writes JSON jobs, never pickle."""
-    return ArqRedis(
-        pool_or_conn=queue.connection_pool,
-        job_serializer=jobs.dumps,
-        job_deserializer=jobs.loads,
-    )
 
 
 async def _chunks(ids: Any, size: int) -> AsyncIterator[list[UserId]]:
