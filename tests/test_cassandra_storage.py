@@ -27,8 +27,8 @@ from asyncfeeds import (
 from asyncfeeds.cassandra_settings import ConsistencyWarning
 from asyncfeeds.storage.base import Bounds, GroupQuery, GroupWrite
 from asyncfeeds.storage.cassandra.connection import CassandraSchemaError
-from asyncfeeds.storage.cassandra.pubsub import channel
 from asyncfeeds.storage.redis import get_server
+from asyncfeeds.storage.redis.notifier import channel
 
 pytestmark = pytest.mark.parametrize(
     "backend", [b for b in BACKENDS if b == "cassandra"], indirect=True

@@ -17,9 +17,9 @@ from conftest import BACKENDS, REDIS_URL, Like, make_activity
 
 import asyncfeeds
 from asyncfeeds.config import redis_url
-from asyncfeeds.storage.cassandra.pubsub import channel as cassandra_channel
 from asyncfeeds.storage.redis.connection import close_client, create_pubsub_client
 from asyncfeeds.storage.redis.keys import counts_channel
+from asyncfeeds.storage.redis.notifier import channel as cassandra_channel
 from asyncfeeds.types import Counts, Subscription
 
 VARIANTS = [(b, False) for b in BACKENDS] + [("cassandra", True)] * ("cassandra" in BACKENDS)

@@ -16,11 +16,11 @@ from ..storage.cassandra import (
     CassandraActivityStorage,
     CassandraGroupStorage,
     CassandraTimelineStorage,
-    CountsNotifier,
     get_client,
     schema,
 )
 from ..storage.cassandra.connection import identifier
+from ..storage.redis.notifier import RedisCountsNotifier
 from .aggregated import AggregatedFeed, AggregatedT
 from .base import ActivityT, Feed
 from .notification import NotificationFeed, NotificationT
@@ -40,7 +40,7 @@ def _activities(cluster: str, table: str, prefix: str) -> CassandraActivityStora
 def _groups(
     cluster: str, table: str, key_prefix: str, redis_server: str | None, poll_interval: float
 ) -> CassandraGroupStorage:
-    notifier = None if redis_server is None else CountsNotifier(redis_server, poll_interval)
+    notifier = None if redis_server is None else RedisCountsNotifier(redis_server, poll_interval)
     return CassandraGroupStorage(cluster, table, key_prefix, notifier)
 
 

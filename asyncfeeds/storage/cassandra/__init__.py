@@ -3,7 +3,6 @@
 from .activities import CassandraActivityStorage
 from .connection import CassandraClient, get_client
 from .groups import CassandraGroupStorage
-from .pubsub import CountsNotifier
 from .timelines import CassandraTimelineStorage
 
 __all__ = [
@@ -11,6 +10,5 @@ __all__ = [
     "CassandraClient",
     "CassandraGroupStorage",
     "CassandraTimelineStorage",
-    "CountsNotifier",
     "get_client",
 ]

@@ -32,9 +32,9 @@ from ...exceptions import ConcurrentUpdateError
 from ...keys import KeyFormat
 from ...types import Subscription
 from ..base import TOMBSTONE_LIMIT, Counts, GroupQuery, GroupSnapshot, GroupWrite, IndexEntry
+from ..notifier import CountsNotifier
 from . import registry
 from .connection import CassandraClient, OutcomeUnknownError, acsylla, get_client
-from .pubsub import CountsNotifier
 
 MAX_MARK_ATTEMPTS = 200
 _ELEMENT_READS = 16
