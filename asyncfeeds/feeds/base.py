@@ -1,7 +1,8 @@
 """``Feed``: a flat timeline of activities with slicing, filtering and hydration.
 
 The class holds the logic only; a backend subclass binds storages by
-overriding ``get_timeline_storage`` and ``get_activity_storage``. Feeds are
+overriding ``get_timeline_storage`` (a timeline storage built bound to the
+class's activity storage) and ``get_activity_storage``. Feeds are
 generic over their items: ``class BoardFeed(RedisFeed[PinActivity])`` reads
 ``list[PinActivity]`` and sets ``activity_class = PinActivity``.
 """
@@ -287,10 +288,7 @@ class Feed(FeedNames, Generic[ItemT]):
             return 0
         entries = list(self.serialize(checked).items())
         added = await self.get_timeline_storage().add_many(
-            {self.key: entries},
-            self.max_length if trim else None,
-            version,
-            activity_storage=self.get_activity_storage(),
+            {self.key: entries}, self.max_length if trim else None, version, store_activities=True
         )
         return added[self.key]
 
@@ -409,12 +407,7 @@ class Feed(FeedNames, Generic[ItemT]):
             beyond = "activity_id__lt" if self._newest_first else "activity_id__gt"
             feed = self.filter(**{beyond: position[1]})
         rows = await feed.get_timeline_storage().get_slice(
-            feed.key,
-            0,
-            limit + 1,
-            feed._bounds,
-            feed._newest_first,
-            activity_storage=feed.get_activity_storage(),
+            feed.key, 0, limit + 1, feed._bounds, feed._newest_first
         )
         more = len(rows) > limit
         rows = rows[:limit]
@@ -433,12 +426,7 @@ class Feed(FeedNames, Generic[ItemT]):
     async def get_slice(self, start: int, stop: int | None) -> list[ItemT]:
         """Activities at positions ``start:stop`` in the current order, fully hydrated."""
         rows = await self.get_timeline_storage().get_slice(
-            self.key,
-            start,
-            stop,
-            self._bounds,
-            self._newest_first,
-            activity_storage=self.get_activity_storage(),
+            self.key, start, stop, self._bounds, self._newest_first
         )
         return await self.hydrate(rows)
 

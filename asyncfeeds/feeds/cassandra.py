@@ -27,13 +27,16 @@ from .notification import NotificationFeed, NotificationT
 
 
 @lru_cache(maxsize=1024)
-def _timelines(cluster: str, table: str, key_prefix: str) -> CassandraTimelineStorage:
-    return CassandraTimelineStorage(cluster, table, key_prefix)
+def _activities(cluster: str, table: str, prefix: str) -> CassandraActivityStorage:
+    return CassandraActivityStorage(cluster, table, prefix)
 
 
 @lru_cache(maxsize=1024)
-def _activities(cluster: str, table: str, prefix: str) -> CassandraActivityStorage:
-    return CassandraActivityStorage(cluster, table, prefix)
+def _timelines(
+    cluster: str, table: str, key_prefix: str, activity_table: str, activity_prefix: str
+) -> CassandraTimelineStorage:
+    activities = _activities(cluster, activity_table, activity_prefix)
+    return CassandraTimelineStorage(cluster, table, key_prefix, activities)
 
 
 @lru_cache(maxsize=1024)
@@ -61,7 +64,11 @@ class _CassandraBinding:
     @classmethod
     def get_timeline_storage(cls) -> TimelineStorage:
         table = identifier(cls.timeline_table, "table")
-        return _timelines(cls.cassandra_cluster, table, cls.key_prefix())
+        activity_table = identifier(cls.activity_table, "table")
+        return _timelines(
+            cls.cassandra_cluster, table, cls.key_prefix(), activity_table,
+            cls.activity_key_prefix,
+        )
 
     @classmethod
     def get_activity_storage(cls) -> ActivityStorage:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, ClassVar
 
 from ..storage.base import ActivityStorage, GroupStorage, TimelineStorage
@@ -10,8 +11,17 @@ from .aggregated import AggregatedFeed, AggregatedT
 from .base import ActivityT, Feed
 from .notification import NotificationFeed, NotificationT
 
-_timelines = MemoryTimelineStorage()
 _groups = MemoryGroupStorage()
+
+
+@cache
+def _activities(prefix: str) -> MemoryActivityStorage:
+    return MemoryActivityStorage(prefix)
+
+
+@cache
+def _timelines(prefix: str) -> MemoryTimelineStorage:
+    return MemoryTimelineStorage(_activities(prefix))
 
 
 class _MemoryBinding:
@@ -21,7 +31,7 @@ class _MemoryBinding:
 
     @classmethod
     def get_timeline_storage(cls) -> TimelineStorage:
-        return _timelines
+        return _timelines(cls.activity_key_prefix)
 
     @classmethod
     def get_group_storage(cls) -> GroupStorage:
@@ -29,7 +39,7 @@ class _MemoryBinding:
 
     @classmethod
     def get_activity_storage(cls) -> ActivityStorage:
-        return MemoryActivityStorage(cls.activity_key_prefix)
+        return _activities(cls.activity_key_prefix)
 
     @classmethod
     def activity_storage_identity(cls) -> tuple[Any, ...]:

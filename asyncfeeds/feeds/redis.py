@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any, ClassVar
 
 from ..storage.base import ActivityStorage, GroupStorage, TimelineStorage
@@ -15,8 +15,17 @@ from .aggregated import AggregatedFeed, AggregatedT
 from .base import ActivityT, Feed
 from .notification import NotificationFeed, NotificationT
 
-_timelines = lru_cache(maxsize=None)(RedisTimelineStorage)
 _groups = lru_cache(maxsize=None)(RedisGroupStorage)
+
+
+@cache
+def _activities(server: str, prefix: str) -> RedisActivityStorage:
+    return RedisActivityStorage(server, prefix)
+
+
+@cache
+def _timelines(server: str, prefix: str) -> RedisTimelineStorage:
+    return RedisTimelineStorage(_activities(server, prefix))
 
 
 class _RedisBinding:
@@ -27,7 +36,7 @@ class _RedisBinding:
 
     @classmethod
     def get_timeline_storage(cls) -> TimelineStorage:
-        return _timelines(cls.redis_server)
+        return _timelines(cls.redis_server, cls.activity_key_prefix)
 
     @classmethod
     def get_group_storage(cls) -> GroupStorage:
@@ -35,7 +44,7 @@ class _RedisBinding:
 
     @classmethod
     def get_activity_storage(cls) -> ActivityStorage:
-        return RedisActivityStorage(cls.redis_server, cls.activity_key_prefix)
+        return _activities(cls.redis_server, cls.activity_key_prefix)
 
     @classmethod
     def activity_storage_identity(cls) -> tuple[Any, ...]:

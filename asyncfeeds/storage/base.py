@@ -151,6 +151,10 @@ class ActivityStorage(Protocol):
 class TimelineStorage(Protocol):
     """Flat timelines: per-feed sets of activity ids ordered by id, newest first.
 
+    A timeline storage is bound, when built, to the activity storage of its feed
+    class: it stores the data of the activities a feed adds there, and may read
+    it back with a page.
+
     Writes carry a version (see ``asyncfeeds.versions``): an add or remove of an
     id applies only if its version is newer than the last one applied for that
     id in that timeline, checked in the same atomic step as the write. Removals
@@ -162,12 +166,14 @@ class TimelineStorage(Protocol):
         entries: Mapping[str, Sequence[Entry]],
         max_length: int | None,
         version: int,
-        activity_storage: ActivityStorage | None = None,
+        *,
+        store_activities: bool = False,
     ) -> dict[str, int]:
         """Add ids to many timelines and trim each to ``max_length``; new ids per key.
 
-        With ``activity_storage`` the entries' data is stored there first (in the
-        same round trip where the backend can), so no timeline holds a dangling id.
+        With ``store_activities`` the entries' data is stored in the bound activity
+        storage first (in the same round trip where the backend can), so no timeline
+        holds a dangling id; without it the data must be stored already (fanout).
         """
 
     async def remove_many(
@@ -182,11 +188,10 @@ class TimelineStorage(Protocol):
         stop: int | None,
         bounds: Bounds,
         newest_first: bool,
-        activity_storage: ActivityStorage | None = None,
     ) -> list[tuple[str, bytes | None]]:
         """Ids of positions ``start:stop`` within ``bounds``, with their data where known.
 
-        A backend may use ``activity_storage`` to return the data in the same round
+        A backend may read the data from its activity storage in the same round
         trip; rows it leaves at ``None`` are hydrated by the feed.
         """
 

@@ -87,7 +87,12 @@ class MemoryActivityStorage:
     """Activities by id in a process-wide dict, one namespace per prefix."""
 
     def __init__(self, prefix: str) -> None:
-        self._items = _activities.setdefault(prefix, {})
+        self.prefix = prefix
+
+    @property
+    def _items(self) -> dict[str, bytes]:
+        """Looked up on each use, so a long-lived storage sees ``reset()``."""
+        return _activities.setdefault(self.prefix, {})
 
     async def add_many(self, items: Mapping[str, bytes]) -> None:
         self._items.update(items)
@@ -106,15 +111,19 @@ class MemoryActivityStorage:
 class MemoryTimelineStorage:
     """Timelines as sorted lists of ids with the version last applied per id."""
 
+    def __init__(self, activities: ActivityStorage) -> None:
+        self.activities = activities
+
     async def add_many(
         self,
         entries: Mapping[str, Sequence[Entry]],
         max_length: int | None,
         version: int,
-        activity_storage: ActivityStorage | None = None,
+        *,
+        store_activities: bool = False,
     ) -> dict[str, int]:
-        if activity_storage is not None:
-            await activity_storage.add_many(
+        if store_activities:
+            await self.activities.add_many(
                 {i: data for items in entries.values() for i, data in items}
             )
         added: dict[str, int] = {}
@@ -169,7 +178,6 @@ class MemoryTimelineStorage:
         stop: int | None,
         bounds: Bounds,
         newest_first: bool,
-        activity_storage: ActivityStorage | None = None,
     ) -> list[tuple[str, bytes | None]]:
         timeline = _timelines.get(key)
         ids = [i for i in timeline.ids if bounds.admits(i)] if timeline else []

@@ -22,12 +22,16 @@ from .connection import CassandraClient, get_client
 
 
 class CassandraTimelineStorage:
-    """Timelines of one key prefix in a shared ``timeline`` table."""
+    """Timelines of one key prefix in a shared ``timeline`` table; the data of the
+    activities lives in the bound ``activities`` storage."""
 
-    def __init__(self, cluster: str, table: str, key_prefix: str) -> None:
+    def __init__(
+        self, cluster: str, table: str, key_prefix: str, activities: ActivityStorage
+    ) -> None:
         self.cluster = cluster
         self.table = table
         self.key_prefix = key_prefix
+        self.activities = activities
 
     def _client(self) -> tuple[CassandraClient, str]:
         client = get_client(self.cluster)
@@ -39,7 +43,8 @@ class CassandraTimelineStorage:
         entries: Mapping[str, Sequence[Entry]],
         max_length: int | None,
         version: int,
-        activity_storage: ActivityStorage | None = None,
+        *,
+        store_activities: bool = False,
     ) -> dict[str, int]:
         client, table = self._client()
         keys = [key for key, items in entries.items() if items]
@@ -50,9 +55,9 @@ class CassandraTimelineStorage:
             writes,
             registry.register(client, self.table, self.key_prefix, keys),
         ]
-        if activity_storage is not None:
+        if store_activities:
             data = {activity_id: item for items in entries.values() for activity_id, item in items}
-            calls.append(activity_storage.add_many(data))
+            calls.append(self.activities.add_many(data))
         await asyncio.gather(*calls)
         added = writes.result()
         counts = dict.fromkeys(entries, 0)
@@ -141,7 +146,6 @@ class CassandraTimelineStorage:
         stop: int | None,
         bounds: Bounds,
         newest_first: bool,
-        activity_storage: ActivityStorage | None = None,
     ) -> list[tuple[str, bytes | None]]:
         if stop is not None and stop <= start:
             return []

@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...keys import KeyFormat
-from ..base import TOMBSTONE_LIMIT, ActivityStorage, Bounds, Entry
+from ..base import TOMBSTONE_LIMIT, Bounds, Entry
 from .activities import RedisActivityStorage
-from .connection import Command, RedisServer, get_server
+from .connection import Command
 from .keys import (
     ACTIVITY_SHARDS,
     TIMELINE_SUFFIXES,
@@ -41,10 +41,11 @@ def _lex_range(bounds: Bounds) -> tuple[str, str]:
 
 
 class RedisTimelineStorage:
-    """Timelines of ids in sorted sets; the data lives in a ``RedisActivityStorage``."""
+    """Timelines of ids in sorted sets on the server of ``activities``, which holds the data."""
 
-    def __init__(self, server: RedisServer | str) -> None:
-        self.server = get_server(server) if isinstance(server, str) else server
+    def __init__(self, activities: RedisActivityStorage) -> None:
+        self.activities = activities
+        self.server = activities.server
 
     def __repr__(self) -> str:
         return f"<RedisTimelineStorage on {self.server!r}>"
@@ -54,7 +55,8 @@ class RedisTimelineStorage:
         entries: Mapping[str, Sequence[Entry]],
         max_length: int | None,
         version: int,
-        activity_storage: ActivityStorage | None = None,
+        *,
+        store_activities: bool = False,
     ) -> dict[str, int]:
         """Add ids to many timelines and trim them, in one round trip with the activity data.
 
@@ -62,15 +64,9 @@ class RedisTimelineStorage:
         fanout chunk of 100 feeds is one command); on a cluster, one call per feed.
         """
         commands: list[Command] = []
-        if activity_storage is not None:
+        if store_activities:
             items = {i: data for rows in entries.values() for i, data in rows}
-            if (
-                isinstance(activity_storage, RedisActivityStorage)
-                and activity_storage.server is self.server
-            ):
-                commands.extend(activity_storage.add_commands(items))
-            elif items:
-                await activity_storage.add_many(items)
+            commands.extend(self.activities.add_commands(items))
         trim = -1 if max_length is None else max_length
         by_ids = self._by_ids({k: [i for i, _ in rows] for k, rows in entries.items()})
         first = len(commands)
@@ -129,12 +125,11 @@ class RedisTimelineStorage:
         stop: int | None,
         bounds: Bounds,
         newest_first: bool,
-        activity_storage: ActivityStorage | None = None,
     ) -> list[tuple[str, bytes | None]]:
         """Ids at positions ``start:stop`` within ``bounds``, in one command.
 
-        On a single server with a Redis ``activity_storage`` one script call
-        returns the ids with their data, so a page is one round trip.
+        On a single server one script call returns the ids with their data from
+        the bound activity storage, so a page is one round trip.
         """
         if stop is not None and stop <= start:
             return []
@@ -149,12 +144,8 @@ class RedisTimelineStorage:
                 args = ("ZREVRANGEBYLEX", high, low, "LIMIT", start, count)
             else:
                 args = ("ZRANGEBYLEX", low, high, "LIMIT", start, count)
-        if (
-            isinstance(activity_storage, RedisActivityStorage)
-            and activity_storage.server is self.server
-            and not self.server.is_cluster
-        ):
-            before, after = activity_storage.shard_key_parts()
+        if not self.server.is_cluster:
+            before, after = self.activities.shard_key_parts()
             script = self.server.evalsha(
                 READ_PAGE, [timeline_key(key)], [before, after, ACTIVITY_SHARDS, *args]
             )
