@@ -29,6 +29,8 @@ from .queue import Enqueuer, json_client, queue_errors
 
 logger = logging.getLogger(__name__)
 
+Encodings = dict[type[Feed[Any]], dict[str, bytes]]
+"""Each feed class's encodings of a call's activities, by activity id."""
 Progress = Callable[[int], object]
 """Called with how many units were just done: follower feeds for a fanout, activities for
 an import. ``tqdm(...).update`` fits."""
@@ -189,10 +191,12 @@ class Manager(ManagerNames):
         written (eager) or queued (arq).
         """
         _check_user_id(user_id)
-        checked = self._validate([activity])
+        checked, encoded = self._validate([activity])
         version = await self._new_version()
-        await self._store(checked, skip_user_feed=True)
-        await self.get_user_feed(user_id).add_versioned(checked, version)
+        await self._store(encoded, skip_user_feed=True)
+        await self.get_user_feed(user_id).add_checked(
+            checked, self._own(encoded), version
+        )
         await self._fanout_followers(
             user_id, "add", checked, self.feed_classes, version, progress=progress
         )
@@ -209,7 +213,7 @@ class Manager(ManagerNames):
         if isinstance(activity, str):
             ids = Feed.activity_ids([activity])
         else:
-            ids = [a.activity_id for a in self._validate([activity])]
+            ids = [a.activity_id for a in self._validate([activity])[0]]
         version = await self._new_version()
         await self.get_user_feed(user_id).remove_versioned(ids, version)
         await self._fanout_followers(
@@ -219,11 +223,11 @@ class Manager(ManagerNames):
 
     async def update_user_activities(self, activities: Iterable[Activity]) -> None:
         """Replace the stored data of activities (same ids) wherever they are, moving nothing."""
-        checked = self._validate(activities)
+        checked, encoded = self._validate(activities)
         if not checked:
             return
         version = await self._new_version()
-        await self._store(checked, skip_user_feed=False)
+        await self._store(encoded, skip_user_feed=False)
         by_actor: dict[UserId, list[Activity]] = {}
         for activity in checked:
             by_actor.setdefault(activity.actor, []).append(activity)
@@ -252,13 +256,16 @@ class Manager(ManagerNames):
         _check_user_id(user_id)
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-        checked = sorted(self._validate(activities), key=lambda a: a.activity_id)
+        validated, encoded = self._validate(activities)
+        checked = sorted(validated, key=lambda a: a.activity_id)
         user_feed = self.get_user_feed(user_id)
         version = await self._new_version()
         for start in range(0, len(checked), chunk_size):
             chunk = checked[start : start + chunk_size]
-            await self._store(chunk, skip_user_feed=True)
-            await user_feed.add_versioned(chunk, version)
+            ids = [a.activity_id for a in chunk]
+            chunk_encoded = {c: {i: data[i] for i in ids} for c, data in encoded.items()}
+            await self._store(chunk_encoded, skip_user_feed=True)
+            await user_feed.add_checked(chunk, self._own(chunk_encoded), version)
             if fanout:
                 await self._fanout_followers(user_id, "add", chunk, self.feed_classes, version)
             if progress is not None:
@@ -321,21 +328,27 @@ class Manager(ManagerNames):
         async with queue_errors(self.job_queue):
             return await clock.next_version(self.job_queue)
 
-    def _validate(self, activities: Iterable[Activity]) -> list[Activity]:
-        """Every activity must suit the user feed and every follower feed, before any write.
+    def _validate(self, activities: Iterable[Activity]) -> tuple[list[Activity], Encodings]:
+        """The one check of a call, before any write: every activity must suit the user feed
+        and every follower feed; returns them with each feed class's encodings.
 
         Wrong classes raise ``TypeError``; an activity too large for one of the
         feeds raises ``ValueError`` naming the limit.
         """
         if self.user_feed_class is None:
             raise TypeError(f"{type(self).__name__}.user_feed_class is not set")
-        checked = self.user_feed_class.validate_activities(activities)
-        for feed_class in (self.user_feed_class, *self.feed_classes.values()):
-            feed_class.validate_activities(checked)
-            feed_class.serialize(checked)
-        return checked
+        checked, own = self.user_feed_class.prepare(activities)
+        encoded: Encodings = {self.user_feed_class: own}
+        for feed_class in self.feed_classes.values():
+            if feed_class not in encoded:
+                encoded[feed_class] = feed_class.prepare(checked)[1]
+        return checked, encoded
 
-    async def _store(self, activities: Sequence[Activity], *, skip_user_feed: bool) -> None:
+    def _own(self, encoded: Encodings) -> dict[str, bytes]:
+        assert self.user_feed_class is not None
+        return encoded[self.user_feed_class]
+
+    async def _store(self, encoded: Encodings, *, skip_user_feed: bool) -> None:
         """Write the activities once into each distinct activity storage the feeds read.
 
         With ``skip_user_feed`` the user feed's storage is left out: writing the
@@ -345,11 +358,11 @@ class Manager(ManagerNames):
         seen = set()
         if skip_user_feed:
             seen.add(self.user_feed_class.activity_storage_identity())
-        for feed_class in (self.user_feed_class, *self.feed_classes.values()):
+        for feed_class, data in encoded.items():
             identity = feed_class.activity_storage_identity()
             if identity not in seen:
                 seen.add(identity)
-                await feed_class.insert_activities(activities)
+                await feed_class.store_encoded(data)
 
     async def _fanout_followers(
         self,

@@ -320,7 +320,8 @@ def load_config(path: str) -> Callable[[], Any]:
     target = import_object(path)
     if not callable(target):
         raise ImportPathError(f"{path!r} is not a function")
-    return target  # type: ignore[no-any-return]
+    config: Callable[[], Any] = target
+    return config
 
 
 async def run_config(config: Callable[[], Any] | None) -> None:

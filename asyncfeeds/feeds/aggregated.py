@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Self, cast
 
 from typing_extensions import TypeVar
@@ -394,15 +394,26 @@ class AggregatedFeed(Feed[AggregatedT]):
         reject_current_activities(current_activities)
         return await self.add_versioned(activities, next_version(), trim=trim)
 
-    @metered_write("add")
     async def add_versioned(  # type: ignore[override]
         self, activities: Iterable[Activity], version: int, *, trim: bool = True
     ) -> list[AggregatedT]:
         """``add_many`` as part of a manager call: applied only where nothing newer was."""
-        checked = self.validate_activities(activities)
+        checked, encoded = self.prepare(activities)
+        return await self.add_checked(checked, encoded, version, trim=trim)
+
+    @metered_write("add")
+    async def add_checked(  # type: ignore[override]
+        self,
+        checked: Sequence[Activity],
+        encoded: Mapping[str, bytes],
+        version: int,
+        *,
+        trim: bool = True,
+    ) -> list[AggregatedT]:
+        """``add_versioned`` of activities ``prepare`` checked already (groups keep their own
+        copies, so ``encoded`` only vouches for the size check)."""
         if not checked:
             return []
-        self.serialize(checked)
         plan = self._plan_add(checked, version)
         results = await self._change(
             [self.key], self._add_query(checked), _fixed(plan), trim=trim

@@ -10,7 +10,7 @@ generic over their items: ``class BoardFeed(RedisFeed[PinActivity])`` reads
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, NoReturn, Self, get_args, get_origin, overload
 
 from typing_extensions import TypeVar  # PEP 696 defaults before Python 3.13
@@ -150,6 +150,13 @@ class Feed(FeedNames, Generic[ItemT]):
             encoded[activity.activity_id] = data
         return encoded
 
+    @classmethod
+    def prepare(cls, activities: Iterable[Activity]) -> tuple[list[Activity], dict[str, bytes]]:
+        """The one check of a write, at the edge: the activities (``TypeError`` for a wrong
+        class) and their encodings by id (``ValueError`` for one too large)."""
+        checked = cls.validate_activities(activities)
+        return checked, cls.serialize(checked)
+
     @staticmethod
     def activity_ids(items: Iterable[Activity | str]) -> list[str]:
         """Ids of activities or ids; ``TypeError`` for anything else."""
@@ -171,9 +178,13 @@ class Feed(FeedNames, Generic[ItemT]):
     @classmethod
     async def insert_activities(cls, activities: Iterable[Activity]) -> None:
         """Store activities in the activity storage (what fanout does once per activity)."""
-        checked = cls.validate_activities(activities)
-        if checked:
-            await cls.get_activity_storage().add_many(cls.serialize(checked))
+        await cls.store_encoded(cls.prepare(activities)[1])
+
+    @classmethod
+    async def store_encoded(cls, encoded: Mapping[str, bytes]) -> None:
+        """Store activities ``prepare`` checked and encoded, without checking them again."""
+        if encoded:
+            await cls.get_activity_storage().add_many(encoded)
 
     @classmethod
     async def insert_activity(cls, activity: Activity) -> None:
@@ -278,15 +289,27 @@ class Feed(FeedNames, Generic[ItemT]):
         """Add activities (storing their data too); how many were new."""
         return await self.add_versioned(activities, next_version(), trim=trim)
 
-    @metered_write("add")
     async def add_versioned(
         self, activities: Iterable[Activity], version: int, *, trim: bool = True
     ) -> int:
         """``add_many`` as part of a manager call: applied only where nothing newer was."""
-        checked = self.validate_activities(activities)
+        checked, encoded = self.prepare(activities)
+        return await self.add_checked(checked, encoded, version, trim=trim)
+
+    @metered_write("add")
+    async def add_checked(
+        self,
+        checked: Sequence[Activity],
+        encoded: Mapping[str, bytes],
+        version: int,
+        *,
+        trim: bool = True,
+    ) -> int:
+        """``add_versioned`` of activities ``prepare`` checked and encoded already (the
+        manager checks once for every feed class it writes)."""
         if not checked:
             return 0
-        entries = list(self.serialize(checked).items())
+        entries = list({a.activity_id: encoded[a.activity_id] for a in checked}.items())
         added = await self.get_timeline_storage().add_many(
             {self.key: entries}, self.max_length if trim else None, version, store_activities=True
         )

@@ -15,7 +15,7 @@ GROUP_SUFFIXES = ("scores", "groups", "v", "unseen", "unread", "gx", "gr")
 """Keys of one aggregated feed, in the order the Lua scripts take them."""
 
 ACTIVITY_SHARDS = 1024
-"""Activity hashes per activity-key prefix (a power of two: the Lua page read relies on it)."""
+"""Activity hashes per activity-key prefix; the one place it is set (Lua gets it as an argument)."""
 
 _GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
 
