@@ -15,6 +15,19 @@ import asyncfeeds
 
 PACKAGE = Path(asyncfeeds.__file__).resolve().parent
 
+LAYERS = [
+    {"exceptions", "types", "verbs", "keys", "versions", "redis_urls", "cassandra_settings",
+     "importing", "compat", "progress", "metrics"},
+    {"activity", "pages"},
+    {"aggregators", "serializers", "config"},
+    {"storage", "health"},
+    {"feeds", "provision"},
+    {"fanout"},
+    {"manager", "worker"},
+    {"demo", "cli", ""},
+]
+"""The package bottom up, by top-level module or folder (``""``: ``asyncfeeds/__init__``)."""
+
 FANOUT_LAYERS = [
     {"payload"},
     {"clock", "deadletters", "lease", "queue", "stats"},
@@ -102,6 +115,23 @@ def test_a_cycle_would_be_found() -> None:
         assert _cycle() is not None
     finally:
         GRAPH["asyncfeeds.fanout.payload"].discard("asyncfeeds.fanout.jobs")
+
+
+def _room(name: str) -> str:
+    """The top-level module or folder of ``asyncfeeds`` a module lives in."""
+    return name.split(".")[1] if "." in name else ""
+
+
+def test_imports_flow_from_models_to_storage_to_feeds_to_fanout_to_the_cli() -> None:
+    layer_of = {room: n for n, rooms in enumerate(LAYERS) for room in rooms}
+    assert {_room(name) for name in MODULES} == set(layer_of), "place a new module in LAYERS"
+    upward = [
+        (name, target)
+        for name in MODULES
+        for target in GRAPH[name]
+        if layer_of[_room(target)] > layer_of[_room(name)]
+    ]
+    assert upward == []
 
 
 def test_fanout_imports_flow_payload_queue_manager_jobs_worker() -> None:
