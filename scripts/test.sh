@@ -26,4 +26,5 @@ for pid in "${pids[@]}"; do wait "$pid"; done
 
 .venv/bin/ruff check asyncfeeds tests examples
 .venv/bin/mypy --strict asyncfeeds
-.venv/bin/python -m pytest "$@"
+# Coverage of asyncfeeds/ by this process (worker and CLI subprocesses are not counted).
+.venv/bin/python -m pytest --cov --cov-report=term "$@"

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (
-    BACKENDS,
+from helpers import (
     CASSANDRA_KEYSPACE,
     CASSANDRA_PORT,
     REDIS_URL,
     Backend,
     Like,
+    backends,
     make_activity,
 )
 
@@ -30,16 +30,14 @@ import asyncfeeds
 from asyncfeeds.storage.redis import get_server
 from asyncfeeds.storage.redis.notifier import channel
 
-pytestmark = pytest.mark.parametrize(
-    "backend", [b for b in BACKENDS if b == "cassandra"], indirect=True
-)
+pytestmark = pytest.mark.parametrize("backend", backends("cassandra"), indirect=True)
 
 WAIT = 30  # seconds before a stuck process or a missing message fails the test
 
 WRITER = """
 import asyncio, json, sys
 import asyncfeeds
-from conftest import Like, make_activity
+from helpers import Like, make_activity
 
 spec = json.loads(sys.argv[1])
 

@@ -14,7 +14,14 @@ from typing import Any
 import acsylla
 import orjson
 import pytest
-from conftest import BACKENDS, CASSANDRA_KEYSPACE, CASSANDRA_PORT, REDIS_URL, Like, make_activity
+from helpers import (
+    CASSANDRA_KEYSPACE,
+    CASSANDRA_PORT,
+    REDIS_URL,
+    Like,
+    backends,
+    make_activity,
+)
 
 import asyncfeeds
 from asyncfeeds import (
@@ -30,9 +37,7 @@ from asyncfeeds.storage.cassandra.connection import CassandraSchemaError
 from asyncfeeds.storage.redis import get_server
 from asyncfeeds.storage.redis.notifier import channel
 
-pytestmark = pytest.mark.parametrize(
-    "backend", [b for b in BACKENDS if b == "cassandra"], indirect=True
-)
+pytestmark = pytest.mark.parametrize("backend", backends("cassandra"), indirect=True)
 
 GIVE_UP = 10  # seconds: an unreachable cluster must raise well before this, never hang
 Query = Callable[..., Awaitable[list[dict[str, Any]]]]

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
-from conftest import REDIS_URL, Backend, Like, Pin, make_activity
+from helpers import REDIS_URL, Backend, Like, Pin, backends, make_activity
 
 from asyncfeeds import Activity, FanoutPriority, Manager
 from asyncfeeds.fanout import create_queue
@@ -533,13 +533,13 @@ asyncio.run(main())
 """
 
 
-@pytest.mark.parametrize("backend", ["redis", "cassandra"], indirect=True)
+@pytest.mark.parametrize("backend", backends("redis", "cassandra"), indirect=True)
 async def test_four_processes_writing_shuffled_activities_count_exactly(
     backend: Backend, tmp_path: Any
 ) -> None:
     import sys
 
-    from conftest import CASSANDRA_KEYSPACE, CASSANDRA_PORT
+    from helpers import CASSANDRA_KEYSPACE, CASSANDRA_PORT
 
     aggregated, notification = backend.feed("aggregated"), backend.feed("notification")
     if backend.name == "redis":
@@ -578,6 +578,7 @@ async def test_four_processes_writing_shuffled_activities_count_exactly(
             if child.returncode is None:
                 child.kill()
                 await child.wait()
+            child.stdin.close()  # type: ignore[union-attr]
     for feed in (aggregated(1), notification(1)):
         groups = await feed[:]
         assert sum(g.activity_count for g in groups) == count

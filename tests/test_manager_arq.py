@@ -10,9 +10,9 @@ import fanout_app
 import orjson
 import pytest
 from arq.connections import ArqRedis
-from conftest import make_activity
 from fanout_app import AppAggregatedFeed, AppFeed, AppManager, AppUserFeed
 from fanout_testing import app_queue, drain, holders, queued
+from helpers import make_activity
 
 import asyncfeeds
 from asyncfeeds import FanoutPriority, StorageUnavailableError

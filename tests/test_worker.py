@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from arq.connections import ArqRedis
 from arq.worker import create_worker as arq_create_worker
-from conftest import make_activity
 from fanout_app import (
     FLAKY_KEY,
     RELEASE_KEY,
@@ -42,6 +41,7 @@ from fanout_testing import (
     start_cli_worker,
     stop_process,
 )
+from helpers import make_activity
 from prometheus_client import CollectorRegistry
 
 import asyncfeeds
