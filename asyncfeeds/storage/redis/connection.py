@@ -34,7 +34,7 @@ from ...exceptions import StorageUnavailableError
 from ...redis_urls import CLUSTER_SCHEMES, RedisTarget, parse_redis_url
 from .scripts import Lua
 
-__all__ = ["CLUSTER_SCHEMES", "RedisServer", "create_client", "get_server"]
+__all__ = ["RedisServer", "create_client", "get_server"]
 
 Client = Redis | RedisCluster
 Command = tuple[Any, ...]
