@@ -19,8 +19,8 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install --quiet -e . --group dev
 	touch $@
 
 services-up:
@@ -37,9 +37,10 @@ services-down:
 
 lint: install
 	$(BIN)/ruff check asyncfeeds tests examples bench
+	$(BIN)/mypy --strict asyncfeeds
 
 bench: install
 	bash bench/run.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .services
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .coverage .services

@@ -23,6 +23,9 @@ from .provision import setup
 from .types import Counts, Subscription
 from .verbs import Verb, get_verb_by_id, register, register_verb
 
+__version__ = "0.1.0"
+"""The release; the package metadata reads it from here (``pyproject.toml``: dynamic)."""
+
 __all__ = [
     "Activity",
     "ActivityNotFoundError",
@@ -53,6 +56,7 @@ __all__ = [
     "StorageUnavailableError",
     "Subscription",
     "Verb",
+    "__version__",
     "aclose",
     "configure",
     "get_verb_by_id",

@@ -13,15 +13,20 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .exceptions import AsyncFeedsError
 from .importing import ImportPathError, import_object
 
+if TYPE_CHECKING:  # recent click makes ParamType generic; older releases are not subscriptable
+    _StrParam = click.ParamType[str, Any]
+else:
+    _StrParam = click.ParamType
 
-class ImportPath(click.ParamType):
+
+class ImportPath(_StrParam):
     """A ``module:attribute`` path, checked by importing it; the value stays the string."""
 
     name = "MODULE:ATTR"

@@ -156,7 +156,8 @@ def build_world(users: int, now: datetime | None = None, seed: int = 7) -> World
     world.pins.sort(key=lambda a: a.activity_id)
     for pin in world.pins:
         age = (now - pin.time).total_seconds() / 60
-        likes = {f: age * rng.random() for f in world.followers(pin.actor) if rng.random() < 0.35}
+        followers = world.followers(int(pin.actor))
+        likes = {f: age * rng.random() for f in followers if rng.random() < 0.35}
         if pin.actor == 1 and pin.extra_context["title"] == "Ramen":
             likes = {4: 12, 3: 5}  # "carol and dave liked your pin 'Ramen'"
         for liker, liked_ago in likes.items():
@@ -238,7 +239,7 @@ class DemoManager(Manager):
 
 def build_manager(feeds: DemoFeeds, world: World, chunk_size: int) -> DemoManager:
     """An eager ``DemoManager`` writing to ``feeds``."""
-    manager_class = type(
+    manager_class: type[DemoManager] = type(
         "DemoManager",
         (DemoManager,),
         {
@@ -408,7 +409,7 @@ async def run_demo(
             f"{len(world.likes)} likes\n"
         )
         out.flush()
-        total = sum(len(world.followers(p.actor)) for p in world.pins) * 2
+        total = sum(len(world.followers(int(p.actor))) for p in world.pins) * 2
         with ProgressBar(total, desc="fanout", unit=" feeds", file=progress) as bar:
             await publish(world, feeds, chunk_size, bar.update)
         await notify(world, feeds)

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
 
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12 for models
+
+UserId = int | str
+"""A user's id: an ``int`` and its decimal string name the same feed."""
+
+Operation = Literal["add", "remove", "update"]
+"""What a fanout chunk does to its follower feeds (``"update"`` only from
+``Manager.update_user_activities``)."""
+
+OPERATIONS: tuple[Operation, ...] = ("add", "remove", "update")
 
 
 class Counts(TypedDict):

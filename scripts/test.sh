@@ -3,7 +3,7 @@
 # cluster and a 6-node cluster with replicas for fault tests) and Cassandra
 # (the single node, a 2-node cluster on 127.0.0.2-3 for fault tests and a node
 # with password auth and TLS on 127.0.0.9) where nothing answers yet, runs
-# ruff and pytest, then stops only what it started.
+# ruff, mypy and pytest, then stops only what it started.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -25,4 +25,6 @@ bash services/cassandra.sh start-secure & pids+=("$!")
 for pid in "${pids[@]}"; do wait "$pid"; done
 
 .venv/bin/ruff check asyncfeeds tests examples
-.venv/bin/python -m pytest "$@"
+.venv/bin/mypy --strict asyncfeeds
+# Coverage of asyncfeeds/ by this process (worker and CLI subprocesses are not counted).
+.venv/bin/python -m pytest --cov --cov-report=term "$@"

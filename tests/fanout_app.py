@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as redis_asyncio
-from conftest import Like, Pin
+from helpers import Like, Pin
 
 import asyncfeeds
 from asyncfeeds import FanoutPriority, Manager, RedisAggregatedFeed, RedisFeed

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from conftest import BASE_TIME, Like, Pin, make_activity
+from helpers import BASE_TIME, Like, Pin, make_activity
 from pydantic import ValidationError
 
 from asyncfeeds import (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Like, Pin, make_activity
+from helpers import Like, Pin, make_activity
 
 from asyncfeeds import (
     Activity,

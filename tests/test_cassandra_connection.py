@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from cluster_nodes import SECURE_CASSANDRA, SECURE_DIR
-from conftest import BACKENDS, CASSANDRA_KEYSPACE, CASSANDRA_PORT, make_activity
+from helpers import CASSANDRA_KEYSPACE, CASSANDRA_PORT, make_activity
 from private_servers import FreezingProxy, SilentServer, free_port, throwaway_ca
 
 import asyncfeeds
@@ -177,8 +177,3 @@ async def test_refused_logins_and_handshakes_are_storage_unavailable(problem, me
     assert "nope" not in str(raised.value)  # a password is never echoed
     assert time.monotonic() - started < GIVE_UP
 
-
-# Without Cassandra under test (ASYNCFEEDS_TEST_BACKENDS) these tests do not exist: no skips.
-if "cassandra" not in BACKENDS:
-    for _name in [n for n in dir() if n.startswith("test_")]:
-        del globals()[_name]

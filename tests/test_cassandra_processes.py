@@ -16,30 +16,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (
-    BACKENDS,
+from helpers import (
     CASSANDRA_KEYSPACE,
     CASSANDRA_PORT,
     REDIS_URL,
     Backend,
     Like,
+    backends,
     make_activity,
 )
 
 import asyncfeeds
-from asyncfeeds.storage.cassandra.pubsub import channel
 from asyncfeeds.storage.redis import get_server
+from asyncfeeds.storage.redis.notifier import channel
 
-pytestmark = pytest.mark.parametrize(
-    "backend", [b for b in BACKENDS if b == "cassandra"], indirect=True
-)
+pytestmark = pytest.mark.parametrize("backend", backends("cassandra"), indirect=True)
 
 WAIT = 30  # seconds before a stuck process or a missing message fails the test
 
 WRITER = """
 import asyncio, json, sys
 import asyncfeeds
-from conftest import Like, make_activity
+from helpers import Like, make_activity
 
 spec = json.loads(sys.argv[1])
 

@@ -15,15 +15,13 @@ from typing import Any
 
 import acsylla
 import pytest
-from conftest import BACKENDS, CASSANDRA_PORT, make_activity
+from helpers import CASSANDRA_PORT, make_activity
 
 import asyncfeeds
 from asyncfeeds import Activity, CassandraAggregatedFeed, CassandraFeed, CassandraNotificationFeed
 from asyncfeeds.storage.cassandra import schema
 
-pytestmark = pytest.mark.skipif(
-    "cassandra" not in BACKENDS, reason="ASYNCFEEDS_TEST_BACKENDS leaves out cassandra"
-)
+pytestmark = pytest.mark.cassandra
 
 
 class Keyspace:

@@ -14,7 +14,14 @@ from typing import Any
 import acsylla
 import orjson
 import pytest
-from conftest import BACKENDS, CASSANDRA_KEYSPACE, CASSANDRA_PORT, REDIS_URL, Like, make_activity
+from helpers import (
+    CASSANDRA_KEYSPACE,
+    CASSANDRA_PORT,
+    REDIS_URL,
+    Like,
+    backends,
+    make_activity,
+)
 
 import asyncfeeds
 from asyncfeeds import (
@@ -27,12 +34,10 @@ from asyncfeeds import (
 from asyncfeeds.cassandra_settings import ConsistencyWarning
 from asyncfeeds.storage.base import Bounds, GroupQuery, GroupWrite
 from asyncfeeds.storage.cassandra.connection import CassandraSchemaError
-from asyncfeeds.storage.cassandra.pubsub import channel
 from asyncfeeds.storage.redis import get_server
+from asyncfeeds.storage.redis.notifier import channel
 
-pytestmark = pytest.mark.parametrize(
-    "backend", [b for b in BACKENDS if b == "cassandra"], indirect=True
-)
+pytestmark = pytest.mark.parametrize("backend", backends("cassandra"), indirect=True)
 
 GIVE_UP = 10  # seconds: an unreachable cluster must raise well before this, never hang
 Query = Callable[..., Awaitable[list[dict[str, Any]]]]

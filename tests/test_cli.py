@@ -10,7 +10,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import BACKENDS, CASSANDRA_KEYSPACE, CASSANDRA_PORT, REDIS_CLUSTER_URL, REDIS_URL
+from helpers import (
+    ALL_BACKENDS,
+    CASSANDRA_KEYSPACE,
+    CASSANDRA_PORT,
+    REDIS_CLUSTER_URL,
+    REDIS_URL,
+    backends,
+)
 
 SCRIPT = Path(sys.executable).parent / "asyncfeeds"
 
@@ -77,7 +84,7 @@ def _backend_env(name: str) -> tuple[str, dict[str, str]]:
     return "memory", {}
 
 
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", backends(*ALL_BACKENDS))
 def test_demo_runs_on_every_backend_and_twice_gives_the_same_feeds(name):
     backend, env = _backend_env(name)
     first = run_cli("demo", "--backend", backend, "--users", "6", "--no-progress", env=env)
@@ -336,7 +343,8 @@ WorkerSettings = worker_settings(manager, "low")
 """
 
 
-def _worker_command_runs_the_apps_configuration_and_logs_its_jobs(tmp_path):
+@pytest.mark.redis
+def test_worker_command_runs_the_apps_configuration_and_logs_its_jobs(tmp_path):
     """``asyncfeeds worker --config`` for the high queue, arq's own CLI for the low one."""
     (tmp_path / "cliapp.py").write_text(WORKER_APP)
     (tmp_path / "arqapp.py").write_text(ARQ_SETTINGS)
@@ -389,8 +397,3 @@ def _worker_command_runs_the_apps_configuration_and_logs_its_jobs(tmp_path):
                    cwd=tmp_path)
     assert_one_line_error(gone, f"no worker of cli{env['CLI_TEST_RUN']}:high recorded")
 
-
-if "redis" in BACKENDS:
-    test_worker_command_runs_the_apps_configuration_and_logs_its_jobs = (
-        _worker_command_runs_the_apps_configuration_and_logs_its_jobs
-    )

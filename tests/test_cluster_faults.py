@@ -38,7 +38,7 @@ from cluster_nodes import (
     restart_cassandra_cluster,
     restart_redis,
 )
-from conftest import BACKENDS, Like, make_activity
+from helpers import Like, make_activity
 
 import asyncfeeds
 from asyncfeeds import (
@@ -261,6 +261,7 @@ def cassandra_outage() -> CassandraRecord:
     return asyncio.run(_cassandra_scenario())
 
 
+@pytest.mark.cassandra
 def test_configure_warns_that_rf2_cannot_keep_lightweight_transactions_up(cassandra_outage):
     warned = " ".join(cassandra_outage.warned)
     assert "lightweight transactions" in warned
@@ -270,6 +271,7 @@ def test_configure_warns_that_rf2_cannot_keep_lightweight_transactions_up(cassan
 CASES = [(kind, c) for c in CONSISTENCIES for kind in KINDS]
 
 
+@pytest.mark.cassandra
 @pytest.mark.parametrize(("kind", "consistency"), CASES)
 def test_outage_gives_only_storage_unavailable_and_retries_make_feeds_exact(
     cassandra_outage, kind, consistency
@@ -438,6 +440,7 @@ def redis_master_killed() -> RedisRecord:
     return asyncio.run(_redis_scenario())
 
 
+@pytest.mark.redis_cluster
 def test_a_master_killed_mid_fanout_raises_storage_unavailable_at_once(redis_master_killed):
     error = redis_master_killed.first_error
     assert isinstance(error, StorageUnavailableError), repr(error)
@@ -445,6 +448,7 @@ def test_a_master_killed_mid_fanout_raises_storage_unavailable_at_once(redis_mas
     assert redis_master_killed.seconds_to_error < GIVE_UP
 
 
+@pytest.mark.redis_cluster
 def test_after_failover_the_retry_completes_and_every_follower_holds_the_activity_once(
     redis_master_killed,
 ):
@@ -452,6 +456,7 @@ def test_after_failover_the_retry_completes_and_every_follower_holds_the_activit
     assert redis_master_killed.aggregated_counts == Counter({1: FOLLOWERS})
 
 
+@pytest.mark.redis_cluster
 def test_a_new_process_connects_through_a_seed_list_whose_first_node_is_dead(
     redis_master_killed,
 ):
@@ -459,12 +464,3 @@ def test_a_new_process_connects_through_a_seed_list_whose_first_node_is_dead(
     assert fresh.returncode == 0, fresh.stderr
     assert fresh.stdout.split() == ["1", "1"]
 
-
-# Without the backend under test (ASYNCFEEDS_TEST_BACKENDS) these tests do not exist: no skips.
-if "cassandra" not in BACKENDS:
-    del test_configure_warns_that_rf2_cannot_keep_lightweight_transactions_up
-    del test_outage_gives_only_storage_unavailable_and_retries_make_feeds_exact
-if "redis-cluster" not in BACKENDS:
-    del test_a_master_killed_mid_fanout_raises_storage_unavailable_at_once
-    del test_after_failover_the_retry_completes_and_every_follower_holds_the_activity_once
-    del test_a_new_process_connects_through_a_seed_list_whose_first_node_is_dead

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import BACKENDS, CASSANDRA_KEYSPACE, CASSANDRA_PORT, REDIS_URL, make_activity
+from helpers import CASSANDRA_KEYSPACE, CASSANDRA_PORT, REDIS_URL, make_activity
 from private_servers import Certificates, RedisProcess, free_port, throwaway_ca
 
 import asyncfeeds
@@ -97,6 +97,7 @@ def dead_seeds(count: int) -> list[str]:
     return [f"127.0.0.1:{free_port()}" for _ in range(count)]
 
 
+@pytest.mark.redis_cluster
 async def test_a_cluster_client_starts_while_every_seed_but_one_is_down():
     url = "redis+cluster://" + ",".join([*dead_seeds(2), f"127.0.0.1:{CLUSTER_PORTS[1]}"])
     asyncfeeds.configure(redis={"default": url})
@@ -104,6 +105,7 @@ async def test_a_cluster_client_starts_while_every_seed_but_one_is_down():
         await roundtrip()
 
 
+@pytest.mark.redis_cluster
 async def test_pubsub_on_a_cluster_tries_the_seeds_in_turn():
     url = "redis+cluster://" + ",".join([*dead_seeds(2), f"127.0.0.1:{CLUSTER_PORTS[2]}"])
     asyncfeeds.configure(redis={"default": url})
@@ -211,6 +213,7 @@ async def test_refused_logins_and_handshakes_are_storage_unavailable(
     assert time.monotonic() - started < GIVE_UP
 
 
+@pytest.mark.redis
 async def test_an_out_of_range_database_is_a_clear_error():
     asyncfeeds.configure(redis={"default": REDIS_URL.rsplit("/", 1)[0] + "/99"})
     with pytest.raises(StorageUnavailableError, match=r"refused database 99.*out of range"):
@@ -260,25 +263,29 @@ async def test_a_hung_redis_gives_storage_unavailable_within_seconds(paused_redi
 
 
 def configure_shared_servers() -> None:
-    settings: dict = {"redis": {}, "cassandra": {}}
-    if "redis" in BACKENDS:
-        settings["redis"]["default"] = REDIS_URL
-    if "redis-cluster" in BACKENDS:
-        settings["redis"]["cluster"] = "redis+cluster://" + ",".join(
-            f"127.0.0.1:{p}" for p in CLUSTER_PORTS)
-    if "cassandra" in BACKENDS:
-        settings["cassandra"]["default"] = {
-            "hosts": ["127.0.0.1"], "port": CASSANDRA_PORT, "keyspace": CASSANDRA_KEYSPACE,
-            "consistency": "ONE"}
-    asyncfeeds.configure(**settings)
+    asyncfeeds.configure(
+        redis={
+            "default": REDIS_URL,
+            "cluster": "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in CLUSTER_PORTS),
+        },
+        cassandra={"default": {"hosts": ["127.0.0.1"], "port": CASSANDRA_PORT,
+                               "keyspace": CASSANDRA_KEYSPACE, "consistency": "ONE"}},
+    )
 
 
+
+@pytest.mark.redis
+@pytest.mark.redis_cluster
+@pytest.mark.cassandra
 async def test_ping_passes_when_every_configured_server_answers():
     configure_shared_servers()
     async with asyncio.timeout(GIVE_UP):
         assert await asyncfeeds.ping() is None
 
 
+@pytest.mark.redis
+@pytest.mark.redis_cluster
+@pytest.mark.cassandra
 async def test_ping_names_the_server_that_is_down():
     configure_shared_servers()
     dead = f"127.0.0.1:{free_port()}"
@@ -296,6 +303,9 @@ async def test_ping_checks_the_environment_default(monkeypatch):
         await asyncfeeds.ping()
 
 
+@pytest.mark.redis
+@pytest.mark.redis_cluster
+@pytest.mark.cassandra
 async def test_ping_gives_up_on_a_hung_server_within_seconds(paused_redis):
     configure_shared_servers()
     asyncfeeds.configure(redis={"hung": paused_redis.url})
@@ -305,10 +315,3 @@ async def test_ping_gives_up_on_a_hung_server_within_seconds(paused_redis):
         await asyncfeeds.ping()
     assert time.monotonic() - started < GIVE_UP
 
-
-# Without the backend under test (ASYNCFEEDS_TEST_BACKENDS) these tests do not exist: no skips.
-if "redis-cluster" not in BACKENDS:
-    del test_a_cluster_client_starts_while_every_seed_but_one_is_down
-    del test_pubsub_on_a_cluster_tries_the_seeds_in_turn
-if "redis" not in BACKENDS:
-    del test_an_out_of_range_database_is_a_clear_error

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
-from conftest import REDIS_URL, Backend, Like, Pin, make_activity
+from helpers import REDIS_URL, Backend, Like, Pin, backends, make_activity
 
 from asyncfeeds import Activity, FanoutPriority, Manager
 from asyncfeeds.fanout import create_queue
@@ -279,10 +279,10 @@ async def test_a_job_run_twice_or_late_leaves_the_feeds_as_one_run(
             payloads.append((job_id, await queue.get(f"arq:job:{job_id}")))
             await queue.delete(f"arq:job:{job_id}")
         await queue.delete(name)
-    from asyncfeeds.fanout import jobs
+    from asyncfeeds.fanout import jobs, payload
 
     for _, raw in [*reversed(payloads), *payloads, *reversed(payloads)]:
-        job, feed_class = jobs.decode(manager, jobs.loads(raw)["a"][0])
+        job, feed_class = payload.decode(payload.loads(raw)["a"][0], manager.feed_classes)
         await jobs.execute(manager, job, feed_class)
     assert await held_by(manager, followers, activity) == dict.fromkeys(
         manager.feed_classes, len(followers)
@@ -533,13 +533,13 @@ asyncio.run(main())
 """
 
 
-@pytest.mark.parametrize("backend", ["redis", "cassandra"], indirect=True)
+@pytest.mark.parametrize("backend", backends("redis", "cassandra"), indirect=True)
 async def test_four_processes_writing_shuffled_activities_count_exactly(
     backend: Backend, tmp_path: Any
 ) -> None:
     import sys
 
-    from conftest import CASSANDRA_KEYSPACE, CASSANDRA_PORT
+    from helpers import CASSANDRA_KEYSPACE, CASSANDRA_PORT
 
     aggregated, notification = backend.feed("aggregated"), backend.feed("notification")
     if backend.name == "redis":
@@ -578,6 +578,7 @@ async def test_four_processes_writing_shuffled_activities_count_exactly(
             if child.returncode is None:
                 child.kill()
                 await child.wait()
+            child.stdin.close()  # type: ignore[union-attr]
     for feed in (aggregated(1), notification(1)):
         groups = await feed[:]
         assert sum(g.activity_count for g in groups) == count

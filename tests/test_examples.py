@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BACKENDS, CASSANDRA_KEYSPACE, CASSANDRA_PORT, REDIS_URL
+from helpers import CASSANDRA_KEYSPACE, CASSANDRA_PORT, REDIS_URL, backends
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -214,7 +214,7 @@ PINTEREST_EAGER = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("backend", [b for b in ("memory", "redis", "cassandra") if b in BACKENDS])
+@pytest.mark.parametrize("backend", backends("memory", "redis", "cassandra"))
 def test_pinterest_example_runs_eagerly_on_each_backend(backend):
     """Memory needs no server; PINTEREST_BACKEND switches the same app to Redis or Cassandra."""
     env = {

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 import pytest
-from conftest import Backend, make_activity
+from helpers import Backend, make_activity
 
 from asyncfeeds import FanoutPriority, Manager
 from asyncfeeds.progress import ProgressBar, TextBar

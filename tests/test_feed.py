@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from conftest import Like, Pin, make_activity
+from helpers import Like, Pin, make_activity
 
 from asyncfeeds import Activity
 

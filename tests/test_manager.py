@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
-from conftest import Backend, Like, Pin, make_activity
+from helpers import Backend, Like, Pin, make_activity
 
 from asyncfeeds import Activity, AggregatedActivity, FanoutPriority, Manager
 from asyncfeeds.fanout.manager import _chunks

@@ -10,15 +10,15 @@ import fanout_app
 import orjson
 import pytest
 from arq.connections import ArqRedis
-from conftest import make_activity
 from fanout_app import AppAggregatedFeed, AppFeed, AppManager, AppUserFeed
 from fanout_testing import app_queue, drain, holders, queued
+from helpers import make_activity
 
 import asyncfeeds
 from asyncfeeds import FanoutPriority, StorageUnavailableError
 from asyncfeeds.fanout import create_queue
 from asyncfeeds.fanout.deadletters import dead_jobs
-from asyncfeeds.fanout.jobs import JOB_FUNCTION, FanoutJob, decode, encode
+from asyncfeeds.fanout.payload import JOB_FUNCTION, FanoutJob, decode, encode
 from asyncfeeds.metrics import Metrics
 
 HIGH, LOW = FanoutPriority.HIGH, FanoutPriority.LOW
@@ -76,7 +76,7 @@ async def test_payload_round_trip_is_plain_json() -> None:
     manager = AppManager()
     job = FanoutJob(manager.import_path, "flat", "add", [1, "u2"], [activity], 17)
     payload = orjson.loads(orjson.dumps(encode(job, AppFeed)))
-    decoded, feed_class = decode(manager, payload)
+    decoded, feed_class = decode(payload, manager.feed_classes)
     assert feed_class is AppFeed
     assert decoded == job and decoded.job_id == job.job_id
     assert decoded.activities[0].extra_context == {"tags": ["a", 1]}
@@ -91,7 +91,7 @@ async def test_payload_round_trip_is_plain_json() -> None:
     )
     for broken in broken_payloads:
         with pytest.raises(ValueError):
-            decode(manager, broken)
+            decode(broken, manager.feed_classes)
 
 
 async def test_duplicate_enqueue_while_queued_or_running_runs_once(queue: ArqRedis) -> None:

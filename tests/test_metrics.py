@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import pytest
-from conftest import Backend, make_activity
+from helpers import Backend, make_activity
 from prometheus_client import CollectorRegistry
 from statsd_testing import END, lines_of, statsd_server
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from conftest import Like, make_activity
+from helpers import Like, make_activity
 
 from asyncfeeds import MemoryNotificationFeed, NotificationActivity, NotificationAggregator
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import Backend, Like, Pin
+from helpers import Backend, Like, Pin
 
 from asyncfeeds import Activity, Page
 from asyncfeeds.aggregators import NotificationAggregator

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import redis.asyncio
 from arq.connections import ArqRedis
-from conftest import BACKENDS, REDIS_URL, Backend, Like, Pin
+from helpers import REDIS_URL, Backend, Like, Pin, backends
 
 from asyncfeeds import Activity, FanoutPriority, Manager, config
 from asyncfeeds.fanout import create_queue
@@ -407,7 +407,7 @@ def measured() -> int:
     return count
 
 
-@pytest.mark.parametrize("backend", [b for b in BACKENDS if b == "redis"], indirect=True)
+@pytest.mark.parametrize("backend", backends("redis"), indirect=True)
 async def test_round_trips_do_not_grow_with_pulled_authors_or_followers(
     backend: Backend,
 ) -> None:
@@ -556,6 +556,3 @@ async def test_misconfiguration_is_refused(memory_backend: Backend) -> None:
     with pytest.raises(NotImplementedError, match="get_user_following_ids"):
         await unanswered().read_feed(1, "flat")
 
-
-if "redis" not in BACKENDS:  # Redis is not under test: no round-trip test, and no skip either
-    del test_round_trips_do_not_grow_with_pulled_authors_or_followers

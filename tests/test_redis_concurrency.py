@@ -7,9 +7,9 @@ import sys
 import textwrap
 
 import pytest
-from conftest import BACKENDS, REDIS_CLUSTER_URL, REDIS_URL, make_activity
+from helpers import REDIS_CLUSTER_URL, REDIS_URL, backends, make_activity
 
-REDIS_BACKENDS = [b for b in BACKENDS if b in ("redis", "redis-cluster")]
+REDIS_BACKENDS = backends("redis", "redis-cluster")
 pytestmark = pytest.mark.parametrize("backend", REDIS_BACKENDS, indirect=True)
 
 WRITERS = 50
@@ -123,7 +123,3 @@ async def test_50_concurrent_adds_from_separate_processes(backend, tmp_path):
                 await child.wait()
     await assert_all_counted(feed_class(1))
 
-
-if not REDIS_BACKENDS:  # Redis is not under test (ASYNCFEEDS_TEST_BACKENDS): no tests, no skips
-    for _name in [name for name in globals() if name.startswith("test_")]:
-        del globals()[_name]

@@ -7,7 +7,7 @@ import socket
 import uuid
 
 import pytest
-from conftest import BACKENDS, REDIS_URL, Backend, Like, make_activity
+from helpers import REDIS_URL, Backend, Like, backends, make_activity
 from redis.asyncio import Redis, RedisCluster
 
 import asyncfeeds
@@ -23,7 +23,7 @@ from asyncfeeds.storage.redis.connection import create_client
 from asyncfeeds.storage.redis.keys import timeline_key
 from asyncfeeds.storage.redis.scripts import Lua
 
-REDIS_BACKENDS = [b for b in BACKENDS if b in ("redis", "redis-cluster")]
+REDIS_BACKENDS = backends("redis", "redis-cluster")
 GIVE_UP = 10  # seconds: an unreachable server must raise well before this, never hang
 
 
@@ -71,6 +71,7 @@ async def test_unreachable_server_raises_storage_unavailable_naming_the_address(
                 await attempt()
 
 
+@pytest.mark.redis
 async def test_a_server_that_comes_back_is_used_again(unreachable):
     name, _ = unreachable
     feed_class = type("Flaky", (RedisFeed,), {"redis_server": name, "key_format": "f:{user_id}"})
@@ -87,7 +88,8 @@ def test_cluster_urls_make_cluster_clients_and_bad_schemes_fail():
         create_client("http://127.0.0.1:6390")
 
 
-@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+@pytest.mark.redis
+@pytest.mark.parametrize("backend", backends("redis"), indirect=True)
 async def test_feed_classes_use_their_named_server(backend):
     other = f"other-{uuid.uuid4().hex[:8]}"
     asyncfeeds.configure(redis={other: REDIS_URL.rsplit("/", 1)[0] + "/1"})
@@ -125,12 +127,3 @@ async def test_a_writer_that_read_before_a_delete_cannot_commit_after_it(backend
     write = GroupWrite(feed.key, stale.version, upserts=[], removals=[], max_length=0)
     assert await storage.commit_many([write], True) == [False]
     assert await feed.count() == 1
-
-
-# Without Redis under test (ASYNCFEEDS_TEST_BACKENDS) these tests do not exist: no skips.
-if "redis" not in BACKENDS:
-    del test_feed_classes_use_their_named_server
-    del test_a_server_that_comes_back_is_used_again
-if not REDIS_BACKENDS:
-    del test_scripts_unknown_to_the_server_are_loaded_and_only_those_calls_resent
-    del test_a_writer_that_read_before_a_delete_cannot_commit_after_it

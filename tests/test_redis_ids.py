@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import BACKENDS, Pin
+from helpers import Pin, backends
 
 from asyncfeeds import Activity
 
-REDIS_BACKENDS = [b for b in BACKENDS if b in ("redis", "redis-cluster")]
+REDIS_BACKENDS = backends("redis", "redis-cluster")
 pytestmark = pytest.mark.parametrize("backend", REDIS_BACKENDS, indirect=True)
 
 MICRO = timedelta(microseconds=1)
@@ -93,7 +93,3 @@ async def test_trim_keeps_the_newest_by_id(backend, spread):
     await feed.trim(3)
     assert ids(await feed[:]) == ids(reversed(spread[-3:]))
 
-
-if not REDIS_BACKENDS:  # Redis is not under test (ASYNCFEEDS_TEST_BACKENDS): no tests, no skips
-    for _name in [name for name in globals() if name.startswith("test_")]:
-        del globals()[_name]

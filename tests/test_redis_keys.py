@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from conftest import BACKENDS, Like, make_activity
+from helpers import Like, backends, make_activity
 from redis.crc import key_slot
 
 from asyncfeeds.storage.redis import get_server
 from asyncfeeds.storage.redis.keys import ACTIVITY_SHARDS, activity_bucket, feed_key_pattern
 
-REDIS_BACKENDS = [b for b in BACKENDS if b in ("redis", "redis-cluster")]
+REDIS_BACKENDS = backends("redis", "redis-cluster")
 pytestmark = pytest.mark.parametrize("backend", REDIS_BACKENDS, indirect=True)
 
 
@@ -75,7 +75,3 @@ async def test_flush_of_one_class_leaves_other_prefixes(backend):
     await second.flush()
     assert await keys_of(second) == [] and await first(1).count() == 1
 
-
-if not REDIS_BACKENDS:  # Redis is not under test (ASYNCFEEDS_TEST_BACKENDS): no tests, no skips
-    for _name in [name for name in globals() if name.startswith("test_")]:
-        del globals()[_name]

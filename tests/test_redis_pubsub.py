@@ -6,14 +6,14 @@ import asyncio
 import gc
 
 import pytest
-from conftest import BACKENDS, Like, make_activity
+from helpers import Like, backends, make_activity
 
 from asyncfeeds.config import redis_url
 from asyncfeeds.storage.redis import get_server
 from asyncfeeds.storage.redis.connection import address_of, close_client, create_pubsub_client
 from asyncfeeds.storage.redis.keys import counts_channel, group_keys
 
-REDIS_BACKENDS = [b for b in BACKENDS if b in ("redis", "redis-cluster")]
+REDIS_BACKENDS = backends("redis", "redis-cluster")
 pytestmark = pytest.mark.parametrize("backend", REDIS_BACKENDS, indirect=True)
 
 WAIT = 10  # seconds before a missing message or cleanup fails the test instead of hanging
@@ -179,7 +179,3 @@ async def test_many_subscribers_each_get_every_change(backend, subscribers):
             await stream.aclose()
     await wait_for_subscribers(subscribers, feed, 0)
 
-
-if not REDIS_BACKENDS:  # Redis is not under test (ASYNCFEEDS_TEST_BACKENDS): no tests, no skips
-    for _name in [name for name in globals() if name.startswith("test_")]:
-        del globals()[_name]

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 import redis.asyncio
-from conftest import BACKENDS, REDIS_URL, Like, make_activity
+from helpers import REDIS_URL, Like, backends, make_activity
 
 from asyncfeeds import config
 from asyncfeeds.storage.redis.connection import close_client, create_client
 
-REDIS_BACKENDS = [b for b in BACKENDS if b == "redis"]
+REDIS_BACKENDS = backends("redis")
 pytestmark = pytest.mark.parametrize("backend", REDIS_BACKENDS, indirect=True)
 
 traffic: collections.Counter[str] = collections.Counter()
@@ -145,7 +145,3 @@ async def test_notification_page_and_counts_round_trips(backend, counted):
     await feed.mark_all(seen=True, read=True)
     assert measured(counted) == {"round trips": 1, "EVALSHA": 1}
 
-
-if not REDIS_BACKENDS:  # Redis is not under test (ASYNCFEEDS_TEST_BACKENDS): no tests, no skips
-    for _name in [name for name in globals() if name.startswith("test_")]:
-        del globals()[_name]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
-from conftest import REDIS_URL, Backend, Like, Pin
+from helpers import REDIS_URL, Backend, Like, Pin, backends
 
 from asyncfeeds import Activity, FanoutPriority, Manager
 from asyncfeeds.fanout import create_queue
@@ -41,7 +41,7 @@ async def stored(feed_class: Any, activities: list[Activity]) -> int:
     return sum(d is not None for d in data)
 
 
-@pytest.mark.parametrize("backend", COUNTS_REFERENCES, indirect=True)
+@pytest.mark.parametrize("backend", backends(*COUNTS_REFERENCES), indirect=True)
 async def test_a_trimmed_then_deleted_feed_leaves_no_activity_data(backend: Backend) -> None:
     feed_class = backend.feed(max_length=1000)
     activities = [old(n) for n in range(100)]

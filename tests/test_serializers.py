@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from conftest import Like, Pin, make_activity
+from helpers import Like, Pin, make_activity
 
 from asyncfeeds import (
     Activity,

@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import BACKENDS, Backend
-from conftest import Pin as PinVerb  # id 5, "pin", "pinned": the verb of SF's verbs docs
+from helpers import Backend, backends
+from helpers import Pin as PinVerb  # id 5, "pin", "pinned": the verb of SF's verbs docs
 from statsd_testing import END, lines_of, statsd_server
 
 from asyncfeeds import (
@@ -34,7 +34,7 @@ from asyncfeeds.metrics import StatsdMetrics, set_metrics
 from asyncfeeds.verbs import Love as LoveVerb
 
 on_memory_and_redis = pytest.mark.parametrize(
-    "backend", [b for b in ("memory", "redis") if b in BACKENDS], indirect=True
+    "backend", backends("memory", "redis"), indirect=True
 )
 NOON = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

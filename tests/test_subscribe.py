@@ -13,19 +13,23 @@ import asyncio
 import contextlib
 
 import pytest
-from conftest import BACKENDS, REDIS_URL, Like, make_activity
+from helpers import ALL_BACKENDS, MARKS, REDIS_URL, Like, make_activity
 
 import asyncfeeds
 from asyncfeeds.config import redis_url
-from asyncfeeds.storage.cassandra.pubsub import channel as cassandra_channel
 from asyncfeeds.storage.redis.connection import close_client, create_pubsub_client
 from asyncfeeds.storage.redis.keys import counts_channel
+from asyncfeeds.storage.redis.notifier import channel as cassandra_channel
 from asyncfeeds.types import Counts, Subscription
 
-VARIANTS = [(b, False) for b in BACKENDS] + [("cassandra", True)] * ("cassandra" in BACKENDS)
+VARIANTS = [(b, False) for b in ALL_BACKENDS] + [("cassandra", True)]
 pytestmark = pytest.mark.parametrize(
-    ("backend", "via_redis"), VARIANTS, indirect=["backend"],
-    ids=[b + ("+redis" if r else "") for b, r in VARIANTS],
+    ("backend", "via_redis"),
+    [
+        pytest.param(b, r, marks=MARKS[b], id=b + ("+redis" if r else ""))
+        for b, r in VARIANTS
+    ],
+    indirect=["backend"],
 )
 
 WAIT = 10  # seconds before a missing item fails the test instead of hanging

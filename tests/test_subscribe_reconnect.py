@@ -14,13 +14,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import BACKENDS, Like, make_activity
+from helpers import Like, make_activity
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 import asyncfeeds
 from asyncfeeds import RedisNotificationFeed, StorageUnavailableError
 from asyncfeeds.storage.redis.pubsub import RECONNECT_SECONDS
+
+pytestmark = pytest.mark.redis  # each test starts its own redis-server
 
 WAIT = 10  # seconds before a missing item or connection fails the test instead of hanging
 
@@ -151,7 +153,3 @@ async def test_aclose_closes_every_connection_it_opened(private_redis):
     await private_redis.wait_for_connections(0, subscribed=True)
     await private_redis.wait_for_connections(before)
 
-
-if "redis" not in BACKENDS:  # Redis is not under test (ASYNCFEEDS_TEST_BACKENDS): no tests
-    for _name in [name for name in globals() if name.startswith("test_")]:
-        del globals()[_name]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import make_activity
+from helpers import make_activity
 
 from asyncfeeds import MemoryAggregatedFeed, MemoryFeed, MemoryNotificationFeed
 from asyncfeeds.testing import reset_memory_backend

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Like, Pin
+from helpers import Like, Pin
 
 from asyncfeeds import Activity, Verb, get_verb_by_id, register_verb
 

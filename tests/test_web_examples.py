@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
-from conftest import REDIS_URL
+from helpers import REDIS_URL
 from private_servers import RedisProcess, free_port
 from web_stack import (
     App,

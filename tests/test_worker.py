@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from arq.connections import ArqRedis
 from arq.worker import create_worker as arq_create_worker
-from conftest import make_activity
 from fanout_app import (
     FLAKY_KEY,
     RELEASE_KEY,
@@ -42,13 +41,14 @@ from fanout_testing import (
     start_cli_worker,
     stop_process,
 )
+from helpers import make_activity
 from prometheus_client import CollectorRegistry
 
 import asyncfeeds
 import asyncfeeds.fanout
 from asyncfeeds import FanoutPriority, StorageUnavailableError
-from asyncfeeds.fanout import deadletters, jobs
-from asyncfeeds.fanout.jobs import FanoutJob
+from asyncfeeds.fanout import deadletters, jobs, payload
+from asyncfeeds.fanout.payload import FanoutJob
 from asyncfeeds.fanout.status import QueueStatus, report_queue_status
 from asyncfeeds.fanout.worker import run_worker, worker_settings
 from asyncfeeds.metrics import Metrics, PrometheusMetrics
@@ -91,7 +91,7 @@ async def test_worker_settings_keep_jobs_plain_and_results_unkept() -> None:
     worker = create_worker(manager, "low", handle_signals=False)
     assert worker.queue_name == AppManager.queue_names[FanoutPriority.LOW]
     assert list(worker.functions) == [jobs.JOB_FUNCTION]
-    assert worker.job_serializer is jobs.dumps and worker.job_deserializer is jobs.loads
+    assert worker.job_serializer is payload.dumps and worker.job_deserializer is payload.loads
     assert worker.keep_result_s == 0 and not worker.keep_result_forever
     assert worker.max_tries == AppManager.max_tries
     # arq allows a few more tries than the manager: the job function itself keeps a job
@@ -139,8 +139,8 @@ class Refusals(Metrics):
 async def enqueue_foreign_job(pool: ArqRedis, manager_path: str, priority: Any = HIGH) -> str:
     """A well-formed job of ``AppManager``'s queue whose payload names ``manager_path``."""
     job = FanoutJob(manager_path, "flat", "add", [1, 2], [make_activity(40, actor=1)], 1)
-    payload = jobs.encode(job, AppFeed)
-    queued = await pool.enqueue_job(jobs.JOB_FUNCTION, payload, _job_id=job.job_id,
+    encoded = payload.encode(job, AppFeed)
+    queued = await pool.enqueue_job(jobs.JOB_FUNCTION, encoded, _job_id=job.job_id,
                                     _queue_name=AppManager.queue_names[priority])
     assert queued is not None
     return job.job_id

@@ -12,9 +12,9 @@ from typing import Any
 
 import fanout_app
 import pytest
-from conftest import make_activity
 from fanout_app import AppAggregatedFeed, AppFeed, AppManager, AppUserFeed
 from fanout_testing import holders, run_cli, start_cli_worker, stop_process
+from helpers import make_activity
 from private_redis import PrivateRedis
 
 import asyncfeeds

@@ -1,149 +1,34 @@
-"""Fanout jobs: the plain-data payload a chunk travels in, its id, and the arq job function.
+"""The arq job function: run a fanout chunk for the worker's own manager.
 
-A payload is JSON (never pickle): the manager's import path, the feed class's
-name in ``Manager.feed_classes``, the operation, the version of the manager
-call, the chunk of user ids and the serialised activities (ids only for a
-removal). The job id is a hash of that work, version included: the same chunk
-of the same call enqueued twice while queued or running runs once, while a
-later call's job is never mistaken for an earlier one's.
+The job resolves the manager the worker was started with (a payload naming any
+other import path is refused without importing anything), decodes the payload
+(``payload``), runs the chunk through ``Manager.fanout`` at the version of the
+call that made it, and retries a failed write with backoff or keeps it as a dead
+letter once its tries are used up.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import orjson
 from arq import Retry
 from redis.exceptions import RedisError
 
-from ..activity import Activity
+from ..feeds.base import Feed
 from ..versions import call_version
 from . import deadletters, release
 from .lease import keep_in_progress
-from .release import RELEASE_PREFIX
+from .manager import Manager
+from .payload import JOB_FUNCTION, FanoutJob, JobPayloadError, decode
 from .stats import WorkerStats
-
-if TYPE_CHECKING:
-    from .manager import Manager
 
 logger = logging.getLogger(__name__)
 
-JOB_FUNCTION = "asyncfeeds_fanout"
-PAYLOAD_VERSION = 2
-OPERATIONS = ("add", "remove", "update")
 
-
-class JobPayloadError(ValueError):
-    """A job payload this worker cannot run (malformed, or naming an unknown manager or feed)."""
-
-
-@dataclass(frozen=True, slots=True)
-class FanoutJob:
-    """One chunk of a fanout: an operation on a few activities for a few users' feeds."""
-
-    manager_path: str
-    feed_name: str
-    operation: str
-    user_ids: Sequence[int | str]
-    activities: Sequence[Activity | str]
-    version: int
-    """The version of the manager call: storage applies the job only if nothing newer was."""
-    release: str | None = None
-    """For a removal in arq mode: the set tracking its jobs (see ``release``); the last job
-    to run deletes the activity's data."""
-
-    @property
-    def activity_ids(self) -> list[str]:
-        """The ids of the activities the job carries."""
-        return [a if isinstance(a, str) else a.activity_id for a in self.activities]
-
-    @property
-    def job_id(self) -> str:
-        """Deterministic arq job id: same work, same id."""
-        work = [self.manager_path, self.feed_name, self.operation, self.version,
-                self.activity_ids, list(self.user_ids)]
-        digest = hashlib.blake2b(orjson.dumps(work), digest_size=16).hexdigest()
-        return f"asyncfeeds:{self.operation}:{digest}"
-
-
-def dumps(value: Any) -> bytes:
-    """arq's job serializer: JSON bytes (exceptions in stored results become their repr)."""
-    return orjson.dumps(value, default=_plain)
-
-
-def loads(raw: bytes | str) -> Any:
-    """arq's job deserializer."""
-    return orjson.loads(raw)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, BaseException):
-        return repr(value)
-    raise TypeError(f"{type(value).__name__} is not plain data")
-
-
-def encode(job: FanoutJob, feed_class: type[Any]) -> dict[str, Any]:
-    """The JSON-ready payload of a job; activities are written with the feed's own codec."""
-    if job.operation == "remove":
-        activities: list[Any] = job.activity_ids
-    else:
-        serializer = feed_class.get_serializer()
-        activities = [serializer.to_data(a) for a in job.activities]
-    return {
-        "v": PAYLOAD_VERSION,
-        "manager": job.manager_path,
-        "feed": job.feed_name,
-        "op": job.operation,
-        "version": job.version,
-        "release": job.release,
-        "users": list(job.user_ids),
-        "activities": activities,
-    }
-
-
-def decode(manager: Manager, payload: Any) -> tuple[FanoutJob, type[Any]]:
-    """The job and feed class of a payload; ``JobPayloadError`` if it cannot be run."""
-    try:
-        if payload["v"] != PAYLOAD_VERSION:
-            raise JobPayloadError(f"unsupported payload version {payload['v']!r}")
-        operation = payload["op"]
-        if operation not in OPERATIONS:
-            raise JobPayloadError(f"unknown fanout operation {operation!r}")
-        feed_class = manager.feed_classes.get(payload["feed"])
-        if feed_class is None:
-            raise JobPayloadError(
-                f"{type(manager).__name__} has no feed class named {payload['feed']!r}"
-            )
-        raw = payload["activities"]
-        if operation == "remove":
-            activities: list[Any] = [str(i) for i in raw]
-        else:
-            serializer = feed_class.get_serializer()
-            activities = [serializer.from_data(a) for a in raw]
-        version = payload["version"]
-        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-            raise JobPayloadError(f"invalid call version {version!r}")
-        release = payload.get("release")
-        if release is not None and not (
-            isinstance(release, str) and release.startswith(RELEASE_PREFIX)
-        ):
-            raise JobPayloadError(f"invalid release key {release!r}")
-        job = FanoutJob(payload["manager"], payload["feed"], operation, list(payload["users"]),
-                        activities, version, release)
-    except JobPayloadError:
-        raise
-    except (KeyError, TypeError, ValueError) as exc:
-        raise JobPayloadError(f"malformed fanout payload: {exc}") from exc
-    return job, feed_class
-
-
-async def execute(manager: Manager, job: FanoutJob, feed_class: type[Any]) -> int:
+async def execute(manager: Manager, job: FanoutJob, feed_class: type[Feed[Any]]) -> int:
     """Run one chunk through ``manager.fanout`` at the version of the call that made it.
 
     Storage applies each write only if no newer call was applied to that activity
@@ -159,7 +44,7 @@ async def asyncfeeds_fanout(ctx: dict[str, Any], payload: dict[str, Any]) -> int
     manager = own_manager(ctx)
     try:
         resolve_manager(ctx, payload)
-        job, feed_class = decode(manager, payload)
+        job, feed_class = decode(payload, manager.feed_classes)
     except JobPayloadError as exc:
         return await refuse(ctx, manager, payload, exc)
     attempt = int(ctx.get("job_try") or 1)
@@ -194,9 +79,9 @@ class JobRefusedError(JobPayloadError):
 def own_manager(ctx: dict[str, Any]) -> Manager:
     """The manager the worker was started with (``create_worker`` puts it in arq's ctx)."""
     manager = ctx.get("asyncfeeds_manager")
-    if manager is None:
+    if not isinstance(manager, Manager):
         raise RuntimeError("this arq worker was not built by asyncfeeds.worker.create_worker")
-    return manager  # type: ignore[no-any-return]
+    return manager
 
 
 def resolve_manager(ctx: dict[str, Any], payload: Any) -> Manager:
@@ -217,7 +102,7 @@ def resolve_manager(ctx: dict[str, Any], payload: Any) -> Manager:
 # -- retries and dead letters ------------------------------------------------------------------
 async def retry_or_bury(
     ctx: dict[str, Any], manager: Manager, payload: Any, exc: Exception,
-    feed_class: type[Any], operation: str,
+    feed_class: type[Feed[Any]], operation: str,
 ) -> int:
     """Ask arq to run the job again after a backoff, or keep it dead after its last try."""
     attempt = int(ctx.get("job_try") or 1)
@@ -247,7 +132,7 @@ async def refuse(ctx: dict[str, Any], manager: Manager, payload: Any, exc: Excep
 
 async def bury(
     ctx: dict[str, Any], manager: Manager, payload: Any, error: str, tries: int,
-    feed_class: type[Any], operation: str,
+    feed_class: type[Feed[Any]], operation: str,
 ) -> int:
     """Keep a job that used up its tries on the dead letters, and say so at ERROR."""
     entry = await _keep_dead(ctx, manager, payload, error, tries)

@@ -8,31 +8,30 @@ arq job on the priority's queue when the manager has a ``queue``.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from arq.connections import ArqRedis
 
 from ..activity import Activity, AggregatedActivity
 from ..compat import ManagerNames
-from ..exceptions import StorageUnavailableError
 from ..feeds.base import Feed
 from ..metrics import Metrics, process_metrics
 from ..pages import Page
+from ..types import Operation, UserId
 from ..versions import call_version, current_version, next_version
-from . import clock, jobs, pull, release
-from .jobs import FanoutJob
+from . import clock, pull, release
+from .payload import FanoutJob
+from .queue import Enqueuer, json_client, queue_errors
 
 logger = logging.getLogger(__name__)
 
-UserId = int | str
+Encodings = dict[type[Feed[Any]], dict[str, bytes]]
+"""Each feed class's encodings of a call's activities, by activity id."""
 Progress = Callable[[int], object]
 """Called with how many units were just done: follower feeds for a fanout, activities for
 an import. ``tqdm(...).update`` fits."""
@@ -48,8 +47,8 @@ class FanoutPriority(StrEnum):
 class Manager(ManagerNames):
     """Fans activities out to followers' feeds; subclasses implement ``get_user_follower_ids``."""
 
-    feed_classes: ClassVar[Mapping[str, type[Feed]]] = {}
-    user_feed_class: ClassVar[type[Feed] | None] = None
+    feed_classes: ClassVar[Mapping[str, type[Feed[Any]]]] = {}
+    user_feed_class: ClassVar[type[Feed[Any]] | None] = None
     fanout_chunk_size: ClassVar[int] = 100
     follow_activity_limit: ClassVar[int] = 5000
     queue_names: ClassVar[Mapping[FanoutPriority, str]] = {
@@ -80,7 +79,7 @@ class Manager(ManagerNames):
 
     def __init__(
         self,
-        queue: Any = None,
+        queue: ArqRedis | None = None,
         *,
         metrics: Metrics | None = None,
         import_path: str | None = None,
@@ -121,7 +120,7 @@ class Manager(ManagerNames):
                 )
 
     @property
-    def queue(self) -> Any:
+    def queue(self) -> ArqRedis | None:
         """The arq pool fanout jobs go to, or None to fan out inline (eager).
 
         Settable after construction (say in a FastAPI lifespan): a pool switches the
@@ -130,13 +129,13 @@ class Manager(ManagerNames):
         return self._queue
 
     @queue.setter
-    def queue(self, queue: Any) -> None:
+    def queue(self, queue: ArqRedis | None) -> None:
         if queue is not None and not hasattr(queue, "connection_pool"):
             raise TypeError(
                 "queue must be an arq pool (asyncfeeds.fanout.create_queue or arq.create_pool)"
             )
         self._queue = queue
-        self.job_queue: Any = _json_view(queue) if queue is not None else None
+        self.job_queue: ArqRedis | None = json_client(queue) if queue is not None else None
         """The arq client jobs are enqueued with: the queue's connections, a JSON codec."""
 
     def __repr__(self) -> str:
@@ -175,11 +174,11 @@ class Manager(ManagerNames):
         return None
 
     # -- feeds ---------------------------------------------------------------------------
-    def get_feeds(self, user_id: UserId) -> dict[str, Feed]:
+    def get_feeds(self, user_id: UserId) -> dict[str, Feed[Any]]:
         """The feeds the user's followees fan out to, by name."""
         return {name: feed_class(user_id) for name, feed_class in self.feed_classes.items()}
 
-    def get_user_feed(self, user_id: UserId) -> Feed:
+    def get_user_feed(self, user_id: UserId) -> Feed[Any]:
         """The feed of the user's own activities."""
         if self.user_feed_class is None:
             raise TypeError(f"{type(self).__name__}.user_feed_class is not set")
@@ -188,9 +187,9 @@ class Manager(ManagerNames):
     # -- the public hook every chunk goes through ----------------------------------------
     async def fanout(
         self,
-        feed_class: type[Feed],
+        feed_class: type[Feed[Any]],
         user_ids: Sequence[UserId],
-        operation: str,
+        operation: Operation,
         activities: Sequence[Activity | str],
     ) -> int:
         """Apply ``operation`` ("add", "remove"; "update" internally) for a chunk in one batch.
@@ -201,11 +200,13 @@ class Manager(ManagerNames):
         started = time.perf_counter()
         version = current_version()
         if operation == "add":
-            written = await feed_class.fanout_add(user_ids, activities, version)  # type: ignore[arg-type]
+            written = await feed_class.fanout_add(user_ids, _whole(activities, operation), version)
         elif operation == "remove":
             written = await feed_class.fanout_remove(user_ids, activities, version)
         elif operation == "update":
-            written = await feed_class.fanout_update(user_ids, activities, version)  # type: ignore[arg-type]
+            written = await feed_class.fanout_update(
+                user_ids, _whole(activities, operation), version
+            )
         else:
             raise ValueError(f"fanout operation must be 'add' or 'remove', got {operation!r}")
         elapsed = time.perf_counter() - started
@@ -225,11 +226,13 @@ class Manager(ManagerNames):
         written (eager) or queued (arq).
         """
         _check_user_id(user_id)
-        checked = self._validate([activity])
+        checked, encoded = self._validate([activity])
         plan = await pull.plan_publish(self, user_id)
         version = await self._new_version()
-        await self._store(checked, skip_user_feed=True)
-        await self.get_user_feed(user_id).add_versioned(checked, version)
+        await self._store(encoded, skip_user_feed=True)
+        await self.get_user_feed(user_id).add_checked(
+            checked, self._own(encoded), version
+        )
         await self._fanout_followers(
             user_id, "add", checked, plan.feed_classes, version, progress=progress,
             groups=plan.groups,
@@ -247,7 +250,7 @@ class Manager(ManagerNames):
         if isinstance(activity, str):
             ids = Feed.activity_ids([activity])
         else:
-            ids = [a.activity_id for a in self._validate([activity])]
+            ids = [a.activity_id for a in self._validate([activity])[0]]
         version = await self._new_version()
         await self.get_user_feed(user_id).remove_versioned(ids, version)
         if self.job_queue is None:
@@ -261,7 +264,7 @@ class Manager(ManagerNames):
                 user_id, "remove", ids, self.feed_classes, version, progress=progress,
                 release_key=key,
             )
-            async with _queue_errors(self.queue):
+            async with queue_errors(self.queue):
                 done = await release.seal(self.job_queue, key)
             if done:
                 await self.release_activity_data(ids)
@@ -283,11 +286,11 @@ class Manager(ManagerNames):
 
     async def update_user_activities(self, activities: Iterable[Activity]) -> None:
         """Replace the stored data of activities (same ids) wherever they are, moving nothing."""
-        checked = self._validate(activities)
+        checked, encoded = self._validate(activities)
         if not checked:
             return
         version = await self._new_version()
-        await self._store(checked, skip_user_feed=False)
+        await self._store(encoded, skip_user_feed=False)
         by_actor: dict[UserId, list[Activity]] = {}
         for activity in checked:
             by_actor.setdefault(activity.actor, []).append(activity)
@@ -316,7 +319,8 @@ class Manager(ManagerNames):
         _check_user_id(user_id)
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-        checked = sorted(self._validate(activities), key=lambda a: a.activity_id)
+        validated, encoded = self._validate(activities)
+        checked = sorted(validated, key=lambda a: a.activity_id)
         user_feed = self.get_user_feed(user_id)
         feed_classes = self.feed_classes
         if fanout and checked:
@@ -324,8 +328,10 @@ class Manager(ManagerNames):
         version = await self._new_version()
         for start in range(0, len(checked), chunk_size):
             chunk = checked[start : start + chunk_size]
-            await self._store(chunk, skip_user_feed=True)
-            await user_feed.add_versioned(chunk, version)
+            ids = [a.activity_id for a in chunk]
+            chunk_encoded = {c: {i: data[i] for i in ids} for c, data in encoded.items()}
+            await self._store(chunk_encoded, skip_user_feed=True)
+            await user_feed.add_checked(chunk, self._own(chunk_encoded), version)
             if fanout:
                 await self._fanout_followers(user_id, "add", chunk, feed_classes, version)
             if progress is not None:
@@ -408,24 +414,30 @@ class Manager(ManagerNames):
         """The version of a new call: from the queue's Redis in arq mode, else this process."""
         if self.job_queue is None:
             return next_version()
-        async with _queue_errors(self.queue):
+        async with queue_errors(self.job_queue):
             return await clock.next_version(self.job_queue)
 
-    def _validate(self, activities: Iterable[Activity]) -> list[Activity]:
-        """Every activity must suit the user feed and every follower feed, before any write.
+    def _validate(self, activities: Iterable[Activity]) -> tuple[list[Activity], Encodings]:
+        """The one check of a call, before any write: every activity must suit the user feed
+        and every follower feed; returns them with each feed class's encodings.
 
         Wrong classes raise ``TypeError``; an activity too large for one of the
         feeds raises ``ValueError`` naming the limit.
         """
         if self.user_feed_class is None:
             raise TypeError(f"{type(self).__name__}.user_feed_class is not set")
-        checked = self.user_feed_class.validate_activities(activities)
-        for feed_class in (self.user_feed_class, *self.feed_classes.values()):
-            feed_class.validate_activities(checked)
-            feed_class.serialize(checked)
-        return checked
+        checked, own = self.user_feed_class.prepare(activities)
+        encoded: Encodings = {self.user_feed_class: own}
+        for feed_class in self.feed_classes.values():
+            if feed_class not in encoded:
+                encoded[feed_class] = feed_class.prepare(checked)[1]
+        return checked, encoded
 
-    async def _store(self, activities: Sequence[Activity], *, skip_user_feed: bool) -> None:
+    def _own(self, encoded: Encodings) -> dict[str, bytes]:
+        assert self.user_feed_class is not None
+        return encoded[self.user_feed_class]
+
+    async def _store(self, encoded: Encodings, *, skip_user_feed: bool) -> None:
         """Write the activities once into each distinct activity storage the feeds read.
 
         With ``skip_user_feed`` the user feed's storage is left out: writing the
@@ -435,18 +447,18 @@ class Manager(ManagerNames):
         seen = set()
         if skip_user_feed:
             seen.add(self.user_feed_class.activity_storage_identity())
-        for feed_class in (self.user_feed_class, *self.feed_classes.values()):
+        for feed_class, data in encoded.items():
             identity = feed_class.activity_storage_identity()
             if identity not in seen:
                 seen.add(identity)
-                await feed_class.insert_activities(activities)
+                await feed_class.store_encoded(data)
 
     async def _fanout_followers(
         self,
         user_id: UserId,
-        operation: str,
+        operation: Operation,
         activities: Sequence[Activity | str],
-        feed_classes: Mapping[str, type[Feed]],
+        feed_classes: Mapping[str, type[Feed[Any]]],
         version: int,
         *,
         progress: Progress | None = None,
@@ -462,18 +474,31 @@ class Manager(ManagerNames):
         if groups is None:
             groups = await self._follower_groups(user_id)
         for priority, follower_ids in groups:
-            dispatcher = _Dispatcher(self, priority, progress)
-            async for chunk in _chunks(follower_ids, self.fanout_chunk_size):
+            chunks = _chunks(follower_ids, self.fanout_chunk_size)
+            if self.job_queue is None:
+                with call_version(version):
+                    async for chunk in chunks:
+                        for feed_class in feed_classes.values():
+                            await self.fanout(feed_class, chunk, operation, activities)
+                            if progress is not None:
+                                progress(len(chunk))
+                continue
+            enqueuer = Enqueuer(self.job_queue, self.queue_names[priority],
+                                self.enqueue_concurrency, progress)
+            async for chunk in chunks:
                 for name, feed_class in feed_classes.items():
                     job = FanoutJob(
                         self.import_path, name, operation, chunk, activities, version,
                         release_key,
                     )
-                    await dispatcher.submit(job, feed_class)
-            await dispatcher.close()
+                    await enqueuer.submit(job, feed_class)
+            await enqueuer.flush()
+            if enqueuer.enqueued or enqueuer.duplicates:
+                self.metrics.on_jobs_enqueued(priority.value, enqueuer.enqueued,
+                                              enqueuer.duplicates)
 
     async def _follower_groups(self, user_id: UserId) -> list[tuple[FanoutPriority, Any]]:
-        result = self.get_user_follower_ids(user_id)
+        result: object = self.get_user_follower_ids(user_id)
         if inspect.isawaitable(result):
             result = await result
         if not isinstance(result, Mapping):
@@ -492,88 +517,6 @@ class Manager(ManagerNames):
             if ids is not None:
                 groups.append((priority, ids))
         return groups
-
-
-class _Dispatcher:
-    """Runs jobs inline (eager) or enqueues them on arq a batch at a time (arq mode)."""
-
-    def __init__(
-        self, manager: Manager, priority: FanoutPriority, progress: Progress | None = None
-    ) -> None:
-        self.manager = manager
-        self.priority = priority
-        self.progress = progress
-        self.pending: list[tuple[FanoutJob, type[Feed]]] = []
-        self.enqueued = 0
-        self.duplicates = 0
-
-    async def submit(self, job: FanoutJob, feed_class: type[Feed]) -> None:
-        if self.manager.job_queue is None:
-            await jobs.execute(self.manager, job, feed_class)
-            if self.progress is not None:
-                self.progress(len(job.user_ids))
-            return
-        self.pending.append((job, feed_class))
-        if len(self.pending) >= self.manager.enqueue_concurrency:
-            await self._flush()
-
-    async def _enqueue(self, job: FanoutJob, feed_class: type[Feed]) -> bool:
-        queue = self.manager.job_queue
-        assert queue is not None
-        enqueued = await queue.enqueue_job(
-            jobs.JOB_FUNCTION,
-            jobs.encode(job, feed_class),
-            _job_id=job.job_id,
-            _queue_name=self.manager.queue_names[self.priority],
-        )
-        return enqueued is not None
-
-    async def _flush(self) -> None:
-        pending, self.pending = self.pending, []
-        async with _queue_errors(self.manager.queue):
-            tracked: dict[str, list[str]] = {}
-            for job, _ in pending:
-                if job.release is not None:
-                    tracked.setdefault(job.release, []).append(job.job_id)
-            for key, job_ids in tracked.items():
-                await release.track(self.manager.job_queue, key, job_ids)
-            results = await asyncio.gather(*(self._enqueue(*item) for item in pending))
-        new = sum(results)
-        self.enqueued += new
-        self.duplicates += len(results) - new
-        if self.progress is not None:
-            self.progress(sum(len(job.user_ids) for job, _ in pending))
-
-    async def close(self) -> None:
-        if self.pending:
-            await self._flush()
-        if self.enqueued or self.duplicates:
-            self.manager.metrics.on_jobs_enqueued(self.priority.value, self.enqueued,
-                                                  self.duplicates)
-
-
-@asynccontextmanager
-async def _queue_errors(queue: Any) -> AsyncIterator[None]:
-    """Turn a failed connection to the queue's Redis into ``StorageUnavailableError``."""
-    try:
-        yield
-    except (RedisConnectionError, RedisTimeoutError, OSError) as error:
-        options = queue.connection_pool.connection_kwargs
-        where = f"{options.get('host', '?')}:{options.get('port', '?')}"
-        raise StorageUnavailableError(
-            f"cannot reach the fanout queue's Redis at {where}: {error}"
-        ) from error
-
-
-def _json_view(queue: Any) -> Any:
-    """An arq client on the queue's connections that always writes JSON jobs, never pickle."""
-    from arq.connections import ArqRedis
-
-    return ArqRedis(
-        pool_or_conn=queue.connection_pool,
-        job_serializer=jobs.dumps,
-        job_deserializer=jobs.loads,
-    )
 
 
 async def _chunks(ids: Any, size: int) -> AsyncIterator[list[UserId]]:
@@ -595,6 +538,14 @@ async def _chunks(ids: Any, size: int) -> AsyncIterator[list[UserId]]:
                 chunk = []
     if chunk:
         yield chunk
+
+
+def _whole(activities: Sequence[Activity | str], operation: Operation) -> list[Activity]:
+    """The activities of an add or update, which carry their data: ids alone raise."""
+    for item in activities:
+        if not isinstance(item, Activity):
+            raise TypeError(f"fanout {operation!r} takes activities, got {type(item).__name__}")
+    return [a for a in activities if isinstance(a, Activity)]
 
 
 def _check_user_id(user_id: Any) -> UserId:

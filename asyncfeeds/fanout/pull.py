@@ -18,7 +18,7 @@ import heapq
 import inspect
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..activity import Activity
 from ..feeds.aggregated import AggregatedFeed
@@ -26,8 +26,24 @@ from ..feeds.base import Feed
 from ..keys import encode_user_id
 from ..pages import Page, check_limit, decode_cursor, encode_cursor
 
-if TYPE_CHECKING:
-    from .manager import Manager
+
+class Manager(Protocol):
+    """What pull needs of ``asyncfeeds.Manager`` (which imports this module, not the reverse)."""
+
+    @property
+    def feed_classes(self) -> Mapping[str, type[Feed[Any]]]: ...
+
+    @property
+    def user_feed_class(self) -> type[Feed[Any]] | None: ...
+
+    @property
+    def pull_threshold(self) -> int | None: ...
+
+    async def get_user_follower_count(self, user_id: Any) -> int | None: ...
+
+    async def get_user_following_ids(self, user_id: Any) -> Any: ...
+
+    async def _follower_groups(self, user_id: Any) -> list[tuple[Any, Any]]: ...
 
 MERGED_KIND = "merged"
 """What cursors of ``read_feed`` say they belong to (never valid for ``Feed.page``)."""

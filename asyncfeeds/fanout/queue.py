@@ -1,25 +1,33 @@
-"""Connecting to the arq queue: which Redis, with the JSON job codec and bounded waits.
+"""The arq queue: which Redis, pools with the JSON job codec and bounded waits, enqueueing.
 
 Every client made here has a connect timeout and a socket timeout, so a Redis
 that is down or hung (say SIGSTOPped) raises within seconds instead of hanging
 the app or the worker. arq's own ``create_pool`` passes no socket timeout, so
 the pool is built here with the same options arq would use plus the timeouts.
+All of the manager's queue I/O goes through here (and ``clock``, ``deadletters``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from ..config import redis_url
 from ..exceptions import StorageUnavailableError
-from . import jobs
+from ..feeds.base import Feed
+from . import release
+from .payload import JOB_FUNCTION, FanoutJob, dumps, encode, loads
 
 CONNECT_TIMEOUT = 2.0
 """Seconds to wait for a TCP connect to the queue's Redis (one more attempt follows)."""
@@ -121,8 +129,8 @@ def queue_client(
         retry_on_timeout=settings.retry_on_timeout,
         retry_on_error=settings.retry_on_error,
         max_connections=settings.max_connections,
-        job_serializer=jobs.dumps,
-        job_deserializer=jobs.loads,
+        job_serializer=dumps,
+        job_deserializer=loads,
         lib_name=None,
         lib_version=None,
         **options,
@@ -147,8 +155,8 @@ async def create_queue(
     where = queue_address(redis_settings)
     if redis_settings.sentinel:  # arq resolves the master; its pool has no socket timeout
         try:
-            return await create_pool(redis_settings, job_serializer=jobs.dumps,
-                                     job_deserializer=jobs.loads)
+            return await create_pool(redis_settings, job_serializer=dumps,
+                                     job_deserializer=loads)
         except (RedisError, OSError, TimeoutError) as error:
             raise StorageUnavailableError(
                 f"cannot reach the fanout queue's Redis at {where}: {error}"
@@ -163,3 +171,75 @@ async def create_queue(
             f"cannot reach the fanout queue's Redis at {where}: {error}"
         ) from error
     return pool
+
+
+def json_client(pool: ArqRedis) -> ArqRedis:
+    """An arq client on ``pool``'s connections that always writes JSON jobs, never pickle."""
+    return ArqRedis(pool_or_conn=pool.connection_pool, job_serializer=dumps,
+                    job_deserializer=loads)
+
+
+@asynccontextmanager
+async def queue_errors(pool: Any) -> AsyncIterator[None]:
+    """Turn a failed connection to the queue's Redis into ``StorageUnavailableError``."""
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+        raise StorageUnavailableError(
+            f"cannot reach the fanout queue's Redis at {pool_address(pool)}: {error}"
+        ) from error
+
+
+class Enqueuer:
+    """Hands the jobs of one queue to arq ``concurrency`` at a time.
+
+    A job whose id is still queued or running is not enqueued again (arq keeps
+    the first); ``enqueued`` and ``duplicates`` count both outcomes.
+    ``on_batch`` is called with the number of follower feeds of each batch handed over.
+    """
+
+    def __init__(
+        self,
+        client: ArqRedis,
+        queue_name: str,
+        concurrency: int,
+        on_batch: Callable[[int], object] | None = None,
+    ) -> None:
+        self.client = client
+        self.queue_name = queue_name
+        self.concurrency = concurrency
+        self.on_batch = on_batch
+        self.pending: list[tuple[FanoutJob, type[Feed[Any]]]] = []
+        self.enqueued = 0
+        self.duplicates = 0
+
+    async def submit(self, job: FanoutJob, feed_class: type[Feed[Any]]) -> None:
+        """Queue a job; a full batch is handed to Redis at once."""
+        self.pending.append((job, feed_class))
+        if len(self.pending) >= self.concurrency:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Hand every pending job to Redis, concurrently."""
+        pending, self.pending = self.pending, []
+        if not pending:
+            return
+        async with queue_errors(self.client):
+            tracked: dict[str, list[str]] = {}
+            for job, _ in pending:
+                if job.release is not None:
+                    tracked.setdefault(job.release, []).append(job.job_id)
+            for key, job_ids in tracked.items():  # before the jobs can run
+                await release.track(self.client, key, job_ids)
+            results = await asyncio.gather(*(self._enqueue(*item) for item in pending))
+        new = sum(results)
+        self.enqueued += new
+        self.duplicates += len(results) - new
+        if self.on_batch is not None:
+            self.on_batch(sum(len(job.user_ids) for job, _ in pending))
+
+    async def _enqueue(self, job: FanoutJob, feed_class: type[Feed[Any]]) -> bool:
+        queued = await self.client.enqueue_job(
+            JOB_FUNCTION, encode(job, feed_class), _job_id=job.job_id, _queue_name=self.queue_name
+        )
+        return queued is not None

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-RELEASE_PREFIX = "asyncfeeds:release:"
+from .payload import RELEASE_PREFIX
+
 SEALED = "~sealed"
 KEEP_SECONDS = 7 * 86_400
 """How long an unfinished removal is tracked (jobs dead for longer keep their data)."""

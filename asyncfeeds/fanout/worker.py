@@ -31,6 +31,7 @@ from ..importing import ImportPathError, import_object
 from ..metrics import Metrics
 from . import jobs
 from .manager import FanoutPriority, Manager
+from .payload import JOB_FUNCTION, dumps, loads
 from .queue import create_queue, pool_address, queue_client, queue_settings
 from .stats import WorkerStats
 from .status import report_queue_status
@@ -77,7 +78,7 @@ def _job_settings(manager: Manager, priority: FanoutPriority | str) -> dict[str,
         "functions": [
             func(
                 jobs.asyncfeeds_fanout,
-                name=jobs.JOB_FUNCTION,
+                name=JOB_FUNCTION,
                 timeout=timeout,
                 keep_result=0,
                 keep_result_forever=False,
@@ -85,8 +86,8 @@ def _job_settings(manager: Manager, priority: FanoutPriority | str) -> dict[str,
             )
         ],
         "queue_name": queue_name,
-        "job_serializer": jobs.dumps,
-        "job_deserializer": jobs.loads,
+        "job_serializer": dumps,
+        "job_deserializer": loads,
         # No results are kept, so a finished job's id is free again for the same work later.
         "keep_result": 0,
         "keep_result_forever": False,
@@ -319,7 +320,8 @@ def load_config(path: str) -> Callable[[], Any]:
     target = import_object(path)
     if not callable(target):
         raise ImportPathError(f"{path!r} is not a function")
-    return target  # type: ignore[no-any-return]
+    config: Callable[[], Any] = target
+    return config
 
 
 async def run_config(config: Callable[[], Any] | None) -> None:

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Self, cast
+
+from typing_extensions import TypeVar
 
 from ..activity import Activity, AggregatedActivity, epoch_micros
 from ..aggregators import BaseAggregator, RecentVerbAggregator
@@ -35,9 +37,12 @@ from ..storage.base import (
     expiry_cutoff,
 )
 from ..versions import current_version, next_version
-from .base import Feed
+from .base import Feed, assign_item_class
 
 MAX_ATTEMPTS = 200
+
+AggregatedT = TypeVar("AggregatedT", bound=AggregatedActivity, default=AggregatedActivity)
+"""The aggregated activity class of an aggregated feed (its items)."""
 
 Plan = Callable[[list[AggregatedActivity], dict[str, IndexEntry]], "Change"]
 PlanFactory = Callable[[], Awaitable[Plan]]
@@ -71,8 +76,11 @@ class Change:
         return bool(self.upserts or self.removals or self.index or self.touch)
 
 
-class AggregatedFeed(Feed):
-    """A feed of ``AggregatedActivity`` groups, ranked by the aggregator."""
+class AggregatedFeed(Feed[AggregatedT]):
+    """A feed of ``AggregatedActivity`` groups, ranked by the aggregator.
+
+    ``class MyFeed(RedisAggregatedFeed[MyAggregated])`` sets ``aggregated_activity_class``.
+    """
 
     aggregator_class: ClassVar[type[BaseAggregator]] = RecentVerbAggregator
     aggregated_activity_class: ClassVar[type[AggregatedActivity]] = AggregatedActivity
@@ -82,6 +90,12 @@ class AggregatedFeed(Feed):
     tracks_markers: ClassVar[bool] = False
     holds_copies: ClassVar[bool] = True
     page_kind: ClassVar[str] = "aggregated"
+    _aggregated_serializer: ClassVar[AggregatedSerializer[Any] | None] = None
+
+    @classmethod
+    def bind_item_class(cls, item_class: type[Any]) -> None:
+        """Set ``aggregated_activity_class`` from the generic argument (see ``Feed``)."""
+        assign_item_class(cls, "aggregated_activity_class", AggregatedActivity, item_class)
 
     @classmethod
     def get_group_storage(cls) -> GroupStorage:
@@ -103,7 +117,7 @@ class AggregatedFeed(Feed):
             or serializer.activities is not cls.get_serializer()
         ):
             serializer = AggregatedSerializer(cls.aggregated_activity_class, cls.get_serializer())
-            cls._aggregated_serializer = serializer  # type: ignore[attr-defined]
+            cls._aggregated_serializer = serializer
         return serializer
 
     @classmethod
@@ -376,7 +390,7 @@ class AggregatedFeed(Feed):
         return sorted(i for i, e in entries.items() if e.held and e.actor in wanted)
 
     # -- one feed --------------------------------------------------------------------
-    async def add(self, activity: Activity) -> list[AggregatedActivity]:  # type: ignore[override]
+    async def add(self, activity: Activity) -> list[AggregatedT]:  # type: ignore[override]
         """Add one activity; the new or changed groups."""
         return await self.add_many([activity])
 
@@ -386,25 +400,37 @@ class AggregatedFeed(Feed):
         *,
         trim: bool = True,
         current_activities: None = None,
-    ) -> list[AggregatedActivity]:
+    ) -> list[AggregatedT]:
         """Merge activities into groups; one flat list of the new and changed groups."""
         reject_current_activities(current_activities)
         return await self.add_versioned(activities, next_version(), trim=trim)
 
-    @metered_write("add")
     async def add_versioned(  # type: ignore[override]
         self, activities: Iterable[Activity], version: int, *, trim: bool = True
-    ) -> list[AggregatedActivity]:
+    ) -> list[AggregatedT]:
         """``add_many`` as part of a manager call: applied only where nothing newer was."""
-        checked = self.validate_activities(activities)
+        checked, encoded = self.prepare(activities)
+        return await self.add_checked(checked, encoded, version, trim=trim)
+
+    @metered_write("add")
+    async def add_checked(  # type: ignore[override]
+        self,
+        checked: Sequence[Activity],
+        encoded: Mapping[str, bytes],
+        version: int,
+        *,
+        trim: bool = True,
+    ) -> list[AggregatedT]:
+        """``add_versioned`` of activities ``prepare`` checked already (groups keep their own
+        copies, so ``encoded`` only vouches for the size check)."""
         if not checked:
             return []
-        self.serialize(checked)
         plan = self._plan_add(checked, version)
         results = await self._change(
             [self.key], self._add_query(checked), _fixed(plan), trim=trim
         )
-        return results[self.key]  # type: ignore[no-any-return]
+        changed: list[AggregatedT] = results[self.key]
+        return changed
 
     @metered_write("remove")
     async def remove_versioned(self, activities: Iterable[Activity | str], version: int) -> int:
@@ -414,7 +440,8 @@ class AggregatedFeed(Feed):
             return 0
         plan = self._plan_remove(ids, version)
         results = await self._change([self.key], self._holding_query(ids), _fixed(plan))
-        return results[self.key]  # type: ignore[no-any-return]
+        removed: int = results[self.key]
+        return removed
 
     async def count(self) -> int:
         """How many groups the feed holds."""
@@ -436,7 +463,10 @@ class AggregatedFeed(Feed):
             wanted: str | None = activity.aggregated_id
         else:
             entry = await self._entry(self.activity_ids([activity])[0])
-            wanted = entry.aggregated_id if entry is not None and entry.held else activity
+            if entry is not None and entry.held:
+                wanted = entry.aggregated_id
+            else:  # a string that is no held activity's id may be an aggregated id
+                wanted = activity if isinstance(activity, str) else None
         for index, group in enumerate(await self.get_slice(0, None)):
             if group.aggregated_id == wanted:
                 return index
@@ -459,15 +489,15 @@ class AggregatedFeed(Feed):
         """Remove the whole feed."""
         await self.get_group_storage().delete_many([self.key])
 
-    def filter(self, **kwargs: Any) -> Feed:
+    def filter(self, **kwargs: Any) -> Self:
         """Aggregated feeds are ranked by the aggregator, not by id: filtering is not offered."""
         raise ValueError(f"{type(self).__name__} does not support filter(); use page()")
 
-    def order_by(self, ordering: str) -> Feed:
+    def order_by(self, ordering: str) -> Self:
         """Aggregated feeds are ranked by the aggregator: ordering is not offered."""
         raise ValueError(f"{type(self).__name__} does not support order_by(); it is ranked")
 
-    async def page(self, limit: int = 25, cursor: str | None = None) -> Page[Any]:
+    async def page(self, limit: int = 25, cursor: str | None = None) -> Page[AggregatedT]:
         """``limit`` groups after ``cursor`` in ranking order, and the next page's cursor.
 
         Groups page by their position (last update, then id): a walk returns every
@@ -497,19 +527,21 @@ class AggregatedFeed(Feed):
             )
         return Page(items=groups, next_cursor=next_cursor)
 
-    def _decode_rows(self, rows: Sequence[tuple[str, bytes]]) -> list[Any]:
+    def _decode_rows(self, rows: Sequence[tuple[str, bytes]]) -> list[AggregatedT]:
         serializer = self.get_aggregated_serializer()
         return [serializer.loads(data) for _, data in rows]
 
-    async def _decorate(self, groups: list[Any]) -> list[Any]:
+    async def _decorate(self, groups: list[AggregatedT]) -> list[AggregatedT]:
         """Per-feed state of the groups read (notification feeds fill in seen and read)."""
         return groups
 
     @metered_read("slice")
-    async def get_slice(self, start: int, stop: int | None) -> list[Any]:
+    async def get_slice(self, start: int, stop: int | None) -> list[AggregatedT]:
         """Groups at positions ``start:stop``, ranked by the aggregator."""
         rows = await self.get_group_storage().get_slice(self.key, start, stop)
-        groups = self.get_aggregator().rank(self._decode_rows(rows))
+        decoded: list[AggregatedActivity] = list(self._decode_rows(rows))
+        # The aggregator ranks the groups it is given: they stay this feed's class.
+        groups = cast(list[AggregatedT], self.get_aggregator().rank(decoded))
         return await self._decorate(groups)
 
 

@@ -1,18 +1,23 @@
 """``Feed``: a flat timeline of activities with slicing, filtering and hydration.
 
 The class holds the logic only; a backend subclass binds storages by
-overriding ``get_timeline_storage`` and ``get_activity_storage``.
+overriding ``get_timeline_storage`` (a timeline storage built bound to the
+class's activity storage) and ``get_activity_storage``. Feeds are
+generic over their items: ``class BoardFeed(RedisFeed[PinActivity])`` reads
+``list[PinActivity]`` and sets ``activity_class = PinActivity``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, Generic, NoReturn, Self, get_args, get_origin, overload
 
-from ..activity import Activity
+from typing_extensions import TypeVar  # PEP 696 defaults before Python 3.13
+
+from ..activity import Activity, AggregatedActivity
 from ..compat import FeedNames
 from ..keys import KeyFormat, encode_user_id
 from ..metrics import Metrics, metered_read, metered_write, process_metrics
@@ -31,8 +36,13 @@ _ORDERINGS = {"activity_id": False, "-activity_id": True}
 _PAGE = 100
 """Items read per round trip when a feed is walked with ``async for``."""
 
+ItemT = TypeVar("ItemT", bound=Activity | AggregatedActivity, default=Activity)
+"""What reading a feed returns: activities (flat feeds) or aggregated activities."""
+ActivityT = TypeVar("ActivityT", bound=Activity, default=Activity)
+"""The activity class of a flat feed (its items)."""
 
-class Feed(FeedNames):
+
+class Feed(FeedNames, Generic[ItemT]):
     """One user's timeline: ``await feed.add(a)``, ``await feed[:25]``."""
 
     key_format: ClassVar[str] = "feed:{user_id}"
@@ -49,12 +59,24 @@ class Feed(FeedNames):
     """What cursors of this feed say they belong to (flat, aggregated, notification)."""
     holds_copies: ClassVar[bool] = False
     """Whether the feed keeps its own copy of activity data (updates must be fanned out)."""
+    _serializer: ClassVar[ActivitySerializer[Any] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Check ``key_format`` and ``activity_ttl`` when the class is defined."""
+        """Take the item class from the generic argument (``RedisFeed[PinActivity]``) and
+        check ``key_format`` and ``activity_ttl`` when the class is defined, not when first
+        used."""
         super().__init_subclass__(**kwargs)
+        item_class = _item_argument(cls)
+        if item_class is not None:
+            cls.bind_item_class(item_class)
         cls.key_shape()
         cls.ttl_seconds()
+
+    @classmethod
+    def bind_item_class(cls, item_class: type[Any]) -> None:
+        """Set ``activity_class`` from the generic argument, unless the class sets its own
+        (which must then be a subclass of it); ``TypeError`` for anything else."""
+        assign_item_class(cls, "activity_class", Activity, item_class)
 
     @classmethod
     def key_shape(cls) -> KeyFormat:
@@ -107,7 +129,7 @@ class Feed(FeedNames):
         serializer = cls.__dict__.get("_serializer")
         if serializer is None or serializer.activity_class is not cls.activity_class:
             serializer = ActivitySerializer(cls.activity_class)
-            cls._serializer = serializer  # type: ignore[attr-defined]
+            cls._serializer = serializer
         return serializer
 
     @classmethod
@@ -150,6 +172,13 @@ class Feed(FeedNames):
             encoded[activity.activity_id] = data
         return encoded
 
+    @classmethod
+    def prepare(cls, activities: Iterable[Activity]) -> tuple[list[Activity], dict[str, bytes]]:
+        """The one check of a write, at the edge: the activities (``TypeError`` for a wrong
+        class) and their encodings by id (``ValueError`` for one too large)."""
+        checked = cls.validate_activities(activities)
+        return checked, cls.serialize(checked)
+
     @staticmethod
     def activity_ids(items: Iterable[Activity | str]) -> list[str]:
         """Ids of activities or ids; ``TypeError`` for anything else."""
@@ -171,9 +200,13 @@ class Feed(FeedNames):
     @classmethod
     async def insert_activities(cls, activities: Iterable[Activity]) -> None:
         """Store activities in the activity storage (what fanout does once per activity)."""
-        checked = cls.validate_activities(activities)
-        if checked:
-            await cls.get_activity_storage().add_many(cls.serialize(checked))
+        await cls.store_encoded(cls.prepare(activities)[1])
+
+    @classmethod
+    async def store_encoded(cls, encoded: Mapping[str, bytes]) -> None:
+        """Store activities ``prepare`` checked and encoded, without checking them again."""
+        if encoded:
+            await cls.get_activity_storage().add_many(encoded)
 
     @classmethod
     async def insert_activity(cls, activity: Activity) -> None:
@@ -331,7 +364,7 @@ class Feed(FeedNames):
         wanted = {str(a) for a in actors}
         found: list[str] = []
         async for activity in self:
-            if str(activity.actor) in wanted:
+            if isinstance(activity, Activity) and str(activity.actor) in wanted:
                 found.append(activity.activity_id)
         return found
 
@@ -344,15 +377,27 @@ class Feed(FeedNames):
         """Add activities (storing their data too); how many were new."""
         return await self.add_versioned(activities, next_version(), trim=trim)
 
-    @metered_write("add")
     async def add_versioned(
         self, activities: Iterable[Activity], version: int, *, trim: bool = True
     ) -> int:
         """``add_many`` as part of a manager call: applied only where nothing newer was."""
-        checked = self.validate_activities(activities)
+        checked, encoded = self.prepare(activities)
+        return await self.add_checked(checked, encoded, version, trim=trim)
+
+    @metered_write("add")
+    async def add_checked(
+        self,
+        checked: Sequence[Activity],
+        encoded: Mapping[str, bytes],
+        version: int,
+        *,
+        trim: bool = True,
+    ) -> int:
+        """``add_versioned`` of activities ``prepare`` checked and encoded already (the
+        manager checks once for every feed class it writes)."""
         if not checked:
             return 0
-        entries = list(self.serialize(checked).items())
+        entries = list({a.activity_id: encoded[a.activity_id] for a in checked}.items())
         added = await self.get_timeline_storage().add_many(
             {self.key: entries},
             self.max_length if trim else None,
@@ -406,7 +451,7 @@ class Feed(FeedNames):
         await self.get_timeline_storage().delete_many([self.key])
 
     # -- reading ---------------------------------------------------------------------
-    def filter(self, **kwargs: Activity | str) -> Feed:
+    def filter(self, **kwargs: Activity | str) -> Self:
         """A copy limited by ``activity_id__gt/gte/lt/lte``; other keywords raise ``ValueError``."""
         unknown = set(kwargs) - set(_FILTERS)
         if unknown:
@@ -418,7 +463,7 @@ class Feed(FeedNames):
         clone._bounds = Bounds(**bounds)
         return clone
 
-    def order_by(self, ordering: str) -> Feed:
+    def order_by(self, ordering: str) -> Self:
         """A copy ordered by ``"activity_id"`` (oldest first) or ``"-activity_id"`` (newest)."""
         if ordering not in _ORDERINGS:
             raise ValueError(f"order_by takes 'activity_id' or '-activity_id', got {ordering!r}")
@@ -426,7 +471,13 @@ class Feed(FeedNames):
         clone._newest_first = _ORDERINGS[ordering]
         return clone
 
-    def __getitem__(self, index: int | slice) -> Awaitable[Any]:
+    @overload
+    def __getitem__(self, index: slice) -> Awaitable[list[ItemT]]: ...
+
+    @overload
+    def __getitem__(self, index: int) -> Awaitable[ItemT]: ...
+
+    def __getitem__(self, index: int | slice) -> Awaitable[list[ItemT]] | Awaitable[ItemT]:
         """``await feed[a:b]`` for a list, ``await feed[i]`` for one activity."""
         if isinstance(index, slice):
             start, stop = _check_slice(index)
@@ -444,7 +495,7 @@ class Feed(FeedNames):
             "or 'await feed[:n]'"
         )
 
-    async def __aiter__(self) -> AsyncIterator[Any]:
+    async def __aiter__(self) -> AsyncIterator[ItemT]:
         """Walk the whole feed in the current order, a page at a time."""
         cursor = None
         while True:
@@ -455,7 +506,7 @@ class Feed(FeedNames):
                 return
             cursor = page.next_cursor
 
-    async def page(self, limit: int = 25, cursor: str | None = None) -> Page[Any]:
+    async def page(self, limit: int = 25, cursor: str | None = None) -> Page[ItemT]:
         """``limit`` activities after ``cursor`` (from the newest without one), and the
         cursor of the next page. Walking by cursors returns every activity that stays in
         the feed exactly once, however many arrive at the top meanwhile."""
@@ -482,14 +533,14 @@ class Feed(FeedNames):
             next_cursor = encode_cursor(self.page_kind, self.key, [order, rows[-1][0]])
         return Page(items=await self.hydrate(rows), next_cursor=next_cursor)
 
-    async def _get_one(self, index: int) -> Any:
+    async def _get_one(self, index: int) -> ItemT:
         items = await self.get_slice(index, index + 1)
         if not items:
             raise IndexError(f"{self!r} has no item at index {index}")
         return items[0]
 
     @metered_read("slice")
-    async def get_slice(self, start: int, stop: int | None) -> list[Any]:
+    async def get_slice(self, start: int, stop: int | None) -> list[ItemT]:
         """Activities at positions ``start:stop`` in the current order, fully hydrated."""
         rows = await self.get_timeline_storage().get_slice(
             self.key,
@@ -500,7 +551,7 @@ class Feed(FeedNames):
         )
         return await self.hydrate(rows)
 
-    async def hydrate(self, rows: Sequence[tuple[str, bytes | None]]) -> list[Activity]:
+    async def hydrate(self, rows: Sequence[tuple[str, bytes | None]]) -> list[ItemT]:
         """Decode rows, loading the data of id-only rows from the activity storage in one call."""
         missing = [activity_id for activity_id, data in rows if data is None]
         loaded: dict[str, bytes | None] = {}
@@ -508,12 +559,43 @@ class Feed(FeedNames):
             found = await self.get_activity_storage().get_many(missing)
             loaded = dict(zip(missing, found, strict=True))
         serializer = self.get_serializer()
-        activities = []
+        activities: list[ItemT] = []
         for activity_id, data in rows:
             payload = data if data is not None else loaded.get(activity_id)
             if payload is not None:
                 activities.append(serializer.loads(payload))
         return activities
+
+
+def _item_argument(cls: type[Any]) -> type[Any] | None:
+    """The class given as the generic argument of a feed base in ``cls``'s own bases."""
+    for base in cls.__dict__.get("__orig_bases__", ()):
+        origin = get_origin(base)
+        if isinstance(origin, type) and issubclass(origin, Feed):
+            args = get_args(base)
+            if len(args) == 1 and isinstance(args[0], type):
+                return args[0]
+    return None
+
+
+def assign_item_class(
+    cls: type[Any], attr: str, root: type[Any], item_class: type[Any]
+) -> None:
+    """Set ``cls.<attr>`` to ``item_class`` (a ``root`` subclass) unless the class body set a
+    subclass of it; ``TypeError`` naming the class otherwise."""
+    if not issubclass(item_class, root):
+        raise TypeError(
+            f"{cls.__name__}: the item type of a feed must be a subclass of {root.__name__}, "
+            f"got {item_class.__name__}"
+        )
+    declared = cls.__dict__.get(attr)
+    if declared is None:
+        setattr(cls, attr, item_class)
+    elif not (isinstance(declared, type) and issubclass(declared, item_class)):
+        raise TypeError(
+            f"{cls.__name__}.{attr} = {getattr(declared, '__name__', declared)!r} is not a "
+            f"subclass of its item type {item_class.__name__}"
+        )
 
 
 def _check_slice(index: slice) -> tuple[int, int | None]:

@@ -9,7 +9,7 @@ creates the keyspace and tables.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..storage.base import ActivityStorage, GroupStorage, PulledStorage, TimelineStorage
 from ..storage.cassandra import (
@@ -17,14 +17,14 @@ from ..storage.cassandra import (
     CassandraGroupStorage,
     CassandraPulledStorage,
     CassandraTimelineStorage,
-    CountsNotifier,
     get_client,
     schema,
 )
 from ..storage.cassandra.connection import identifier
-from .aggregated import AggregatedFeed
-from .base import Feed
-from .notification import NotificationFeed
+from ..storage.redis.notifier import RedisCountsNotifier
+from .aggregated import AggregatedFeed, AggregatedT
+from .base import ActivityT, Feed
+from .notification import NotificationFeed, NotificationT
 
 GROUP_ROW_ACTIVITY_BYTES = 64 * 1024
 """Aggregated feeds keep every group of a feed in one row (15 activities per group), so their
@@ -59,7 +59,7 @@ def _groups(
     poll_interval: float,
     ttl: int | None,
 ) -> CassandraGroupStorage:
-    notifier = None if redis_server is None else CountsNotifier(redis_server, poll_interval)
+    notifier = None if redis_server is None else RedisCountsNotifier(redis_server, poll_interval)
     return CassandraGroupStorage(cluster, table, key_prefix, notifier, ttl)
 
 
@@ -71,19 +71,29 @@ class _CassandraBinding:
     group_table: ClassVar[str] = "aggregated_feeds"
     activity_table: ClassVar[str] = "activities"
     pulled_table: ClassVar[str] = "pulled_authors"
+    activity_key_prefix: ClassVar[str]  # the feed class's own
+
+    if TYPE_CHECKING:
+
+        @classmethod
+        def key_prefix(cls) -> str: ...  # the feed class's own
+
+        @classmethod
+        def ttl_seconds(cls) -> int | None: ...  # the feed class's own
+
+    @classmethod
+    def _activities(cls) -> CassandraActivityStorage:
+        table = identifier(cls.activity_table, "table")
+        return _activities(cls.cassandra_cluster, table, cls.activity_key_prefix, cls.ttl_seconds())
 
     @classmethod
     def get_timeline_storage(cls) -> TimelineStorage:
         table = identifier(cls.timeline_table, "table")
-        activities = cls.get_activity_storage()
-        return _timelines(cls.cassandra_cluster, table, cls.key_prefix(), activities)  # type: ignore[attr-defined,arg-type]
+        return _timelines(cls.cassandra_cluster, table, cls.key_prefix(), cls._activities())
 
     @classmethod
     def get_activity_storage(cls) -> ActivityStorage:
-        table = identifier(cls.activity_table, "table")
-        return _activities(
-            cls.cassandra_cluster, table, cls.activity_key_prefix, cls.ttl_seconds()  # type: ignore[attr-defined]
-        )
+        return cls._activities()
 
     @classmethod
     def get_pulled_storage(cls) -> PulledStorage:
@@ -92,7 +102,7 @@ class _CassandraBinding:
     @classmethod
     def activity_storage_identity(cls) -> tuple[Any, ...]:
         table = identifier(cls.activity_table, "table")
-        return ("cassandra", cls.cassandra_cluster, table, cls.activity_key_prefix)  # type: ignore[attr-defined]
+        return ("cassandra", cls.cassandra_cluster, table, cls.activity_key_prefix)
 
     @classmethod
     def storage_tables(cls) -> list[tuple[str, schema.Table]]:
@@ -117,11 +127,11 @@ class _CassandraBinding:
         await schema.setup(get_client(cls.cassandra_cluster), cls.storage_tables())
 
 
-class CassandraFeed(_CassandraBinding, Feed):
-    """A flat feed in Cassandra: one partition per feed, rows holding whole activities."""
+class CassandraFeed(_CassandraBinding, Feed[ActivityT]):
+    """A flat feed in Cassandra: one partition per feed, rows of ids by activity id."""
 
 
-class CassandraAggregatedFeed(_CassandraBinding, AggregatedFeed):
+class CassandraAggregatedFeed(_CassandraBinding, AggregatedFeed[AggregatedT]):
     """An aggregated feed in Cassandra: one row per feed, committed by lightweight transaction."""
 
     max_activity_bytes: ClassVar[int] = GROUP_ROW_ACTIVITY_BYTES
@@ -129,10 +139,12 @@ class CassandraAggregatedFeed(_CassandraBinding, AggregatedFeed):
     @classmethod
     def get_group_storage(cls) -> GroupStorage:
         table = identifier(cls.group_table, "table")
-        return _groups(cls.cassandra_cluster, table, cls.key_prefix(), None, 0.0, cls.ttl_seconds())
+        return _groups(
+            cls.cassandra_cluster, table, cls.key_prefix(), None, 0.0, cls.ttl_seconds()
+        )
 
 
-class CassandraNotificationFeed(_CassandraBinding, NotificationFeed):
+class CassandraNotificationFeed(_CassandraBinding, NotificationFeed[NotificationT]):
     """A notification feed in Cassandra, seen and read markers in the same row as the groups.
 
     ``subscribe()`` hears changes from other processes through the Redis named

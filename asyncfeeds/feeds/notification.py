@@ -5,13 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from typing_extensions import TypeVar
+
 from ..activity import AggregatedActivity, NotificationActivity
 from ..aggregators import BaseAggregator, NotificationAggregator
 from ..types import Subscription
 from .aggregated import AggregatedFeed
+from .base import assign_item_class
+
+NotificationT = TypeVar("NotificationT", bound=NotificationActivity, default=NotificationActivity)
+"""The notification activity class of a notification feed (its items)."""
 
 
-class NotificationFeed(AggregatedFeed):
+class NotificationFeed(AggregatedFeed[NotificationT]):
     """New and changed groups are unseen and unread until marked."""
 
     aggregator_class: ClassVar[type[BaseAggregator]] = NotificationAggregator
@@ -21,7 +27,12 @@ class NotificationFeed(AggregatedFeed):
     tracks_markers: ClassVar[bool] = True
     page_kind: ClassVar[str] = "notification"
 
-    async def _decorate(self, groups: list[Any]) -> list[Any]:
+    @classmethod
+    def bind_item_class(cls, item_class: type[Any]) -> None:
+        """Set ``aggregated_activity_class`` from the generic argument (see ``Feed``)."""
+        assign_item_class(cls, "aggregated_activity_class", NotificationActivity, item_class)
+
+    async def _decorate(self, groups: list[NotificationT]) -> list[NotificationT]:
         """Fill in ``is_seen`` and ``is_read`` of the groups read."""
         if groups:
             states = await self.get_group_storage().marker_state(

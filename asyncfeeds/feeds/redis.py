@@ -7,8 +7,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
-from typing import Any, ClassVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..storage.base import ActivityStorage, GroupStorage, PulledStorage, TimelineStorage
 from ..storage.redis import (
@@ -19,36 +19,49 @@ from ..storage.redis import (
     get_server,
 )
 from ..storage.redis.merge import merge_page
-from .aggregated import AggregatedFeed
-from .base import Feed
-from .notification import NotificationFeed
-
-_groups = lru_cache(maxsize=None)(RedisGroupStorage)
-_pulled = lru_cache(maxsize=None)(RedisPulledStorage)
+from .aggregated import AggregatedFeed, AggregatedT
+from .base import ActivityT, Feed
+from .notification import NotificationFeed, NotificationT
 
 
-@lru_cache(maxsize=1024)
+@cache
 def _activities(server: str, prefix: str, ttl: int | None) -> RedisActivityStorage:
     return RedisActivityStorage(server, prefix, ttl)
 
 
-@lru_cache(maxsize=1024)
+@cache
 def _timelines(server: str, prefix: str, ttl: int | None) -> RedisTimelineStorage:
     return RedisTimelineStorage(_activities(server, prefix, ttl))
+
+
+@cache
+def _groups(server: str, ttl: int | None) -> RedisGroupStorage:
+    return RedisGroupStorage(server, ttl)
+
+
+@cache
+def _pulled(server: str) -> RedisPulledStorage:
+    return RedisPulledStorage(server)
 
 
 class _RedisBinding:
     """Binds a feed class to the Redis storages of its ``redis_server``."""
 
     redis_server: ClassVar[str] = "default"
+    activity_key_prefix: ClassVar[str]  # the feed class's own
+
+    if TYPE_CHECKING:
+
+        @classmethod
+        def ttl_seconds(cls) -> int | None: ...  # the feed class's own
 
     @classmethod
     def get_timeline_storage(cls) -> TimelineStorage:
-        return _timelines(cls.redis_server, cls.activity_key_prefix, cls.ttl_seconds())  # type: ignore[attr-defined]
+        return _timelines(cls.redis_server, cls.activity_key_prefix, cls.ttl_seconds())
 
     @classmethod
     def get_group_storage(cls) -> GroupStorage:
-        return _groups(cls.redis_server, cls.ttl_seconds())  # type: ignore[attr-defined]
+        return _groups(cls.redis_server, cls.ttl_seconds())
 
     @classmethod
     def get_pulled_storage(cls) -> PulledStorage:
@@ -56,21 +69,21 @@ class _RedisBinding:
 
     @classmethod
     def get_activity_storage(cls) -> ActivityStorage:
-        return _activities(cls.redis_server, cls.activity_key_prefix, cls.ttl_seconds())  # type: ignore[attr-defined]
+        return _activities(cls.redis_server, cls.activity_key_prefix, cls.ttl_seconds())
 
     @classmethod
     def activity_storage_identity(cls) -> tuple[Any, ...]:
-        return ("redis", cls.redis_server, cls.activity_key_prefix)  # type: ignore[attr-defined]
+        return ("redis", cls.redis_server, cls.activity_key_prefix)
 
 
-class RedisFeed(_RedisBinding, Feed):
-    """A flat feed: ids in a Redis sorted set, activity data in sharded hashes."""
+class RedisFeed(_RedisBinding, Feed[ActivityT]):
+    """A flat feed: ids in a Redis sorted set, activity data in hashes by time bucket."""
 
     @classmethod
     async def merge_in_one_read(
         cls,
         user_id: int | str,
-        author_class: type[Feed],
+        author_class: type[Feed[Any]],
         authors: Sequence[str],
         limit: int,
         before: str | None,
@@ -98,9 +111,9 @@ class RedisFeed(_RedisBinding, Feed):
         )
 
 
-class RedisAggregatedFeed(_RedisBinding, AggregatedFeed):
+class RedisAggregatedFeed(_RedisBinding, AggregatedFeed[AggregatedT]):
     """An aggregated feed whose read-modify-write runs as Lua scripts on Redis."""
 
 
-class RedisNotificationFeed(_RedisBinding, NotificationFeed):
+class RedisNotificationFeed(_RedisBinding, NotificationFeed[NotificationT]):
     """A notification feed with unseen/unread markers and counts over Redis pub/sub."""

@@ -89,8 +89,10 @@ _pulled: dict[str, set[str]] = {}
 
 def reset() -> None:
     """Forget everything the memory backend holds (tests)."""
-    for items in (*_activities.values(), *_references.values()):
-        items.clear()  # in place: the cached storages of each prefix hold these dicts
+    for items in _activities.values():  # in place: the cached storages hold these dicts
+        items.clear()
+    for references in _references.values():
+        references.clear()
     _timelines.clear()
     _groups.clear()
     _pulled.clear()

@@ -3,7 +3,6 @@
 from .activities import CassandraActivityStorage
 from .connection import CassandraClient, get_client
 from .groups import CassandraGroupStorage
-from .pubsub import CountsNotifier
 from .pulled import CassandraPulledStorage
 from .timelines import CassandraTimelineStorage
 
@@ -13,6 +12,5 @@ __all__ = [
     "CassandraGroupStorage",
     "CassandraPulledStorage",
     "CassandraTimelineStorage",
-    "CountsNotifier",
     "get_client",
 ]

@@ -22,7 +22,7 @@ from ...cassandra_settings import SSL_VERIFY
 from ...exceptions import AsyncFeedsError, StorageUnavailableError
 
 try:
-    import acsylla
+    import acsylla as acsylla  # re-exported for the other Cassandra modules
 except ImportError:  # the optional "cassandra" extra is not installed
     acsylla = None
 

@@ -40,9 +40,9 @@ from ..base import (
     IndexEntry,
     oldest_score,
 )
+from ..notifier import CountsNotifier
 from . import registry
 from .connection import CassandraClient, OutcomeUnknownError, acsylla, get_client
-from .pubsub import CountsNotifier
 
 MAX_MARK_ATTEMPTS = 200
 _ELEMENT_READS = 16

@@ -12,7 +12,7 @@ the last to read sees every row and the feed never stays above ``max_length``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 
 from ...keys import KeyFormat
 from ..base import Bounds, Entry, expiry_cutoff, within_ttl
@@ -23,7 +23,8 @@ from .connection import CassandraClient, get_client
 
 
 class CassandraTimelineStorage:
-    """Timelines of one key prefix in a shared ``timeline`` table."""
+    """Timelines of one key prefix in a shared ``timeline`` table; the data of the
+    activities lives in the bound ``activities`` storage."""
 
     def __init__(
         self, cluster: str, table: str, key_prefix: str, activities: CassandraActivityStorage
@@ -50,16 +51,16 @@ class CassandraTimelineStorage:
     ) -> dict[str, int]:
         client, table = self._client()
         keys = [key for key, items in entries.items() if items]
-        calls = [
-            asyncio.gather(
-                *(self._add_one(client, table, k, entries[k], max_length, version) for k in keys)
-            ),
+        writes = asyncio.gather(
+            *(self._add_one(client, table, k, entries[k], max_length, version) for k in keys)
+        )
+        calls: list[Awaitable[object]] = [
             registry.register(client, self.table, self.key_prefix, keys),
         ]
         data = {i: item for items in entries.values() for i, item in items if item}
         if data:
             calls.append(self.activities.add_many(data))
-        added, *_ = await asyncio.gather(*calls)
+        added, _ = await asyncio.gather(writes, asyncio.gather(*calls))
         counts = dict.fromkeys(entries, 0)
         counts.update(zip(keys, added, strict=True))
         return counts
@@ -216,9 +217,10 @@ class CassandraTimelineStorage:
         return {row["activity_id"] for result in results for row in result}
 
 
-def _clustering_range(bounds: Bounds) -> tuple[str, list[str]]:
+def _clustering_range(bounds: Bounds) -> tuple[str, list[object]]:
     """The ``AND activity_id ...`` conditions of a filtered read, the stricter bound winning."""
-    where, params = "", []
+    where = ""
+    params: list[object] = []
     if bounds.gt is not None and (bounds.gte is None or bounds.gt >= bounds.gte):
         where, params = " AND activity_id > ?", [bounds.gt]
     elif bounds.gte is not None:

@@ -34,7 +34,7 @@ from ...exceptions import StorageUnavailableError
 from ...redis_urls import CLUSTER_SCHEMES, RedisTarget, parse_redis_url
 from .scripts import Lua
 
-__all__ = ["CLUSTER_SCHEMES", "RedisServer", "create_client", "get_server"]
+__all__ = ["RedisServer", "create_client", "get_server"]
 
 Client = Redis | RedisCluster
 Command = tuple[Any, ...]
@@ -229,7 +229,8 @@ class RedisServer:
         registry = _scripts.setdefault(client, {})
         script = registry.get(lua.name)
         if script is None:
-            script = registry[lua.name] = client.register_script(lua.source)
+            # redis-py annotates register_script's self as Redis; RedisCluster has it too.
+            script = registry[lua.name] = client.register_script(lua.source)  # type: ignore[misc]
         return script
 
     def evalsha(self, lua: Lua, keys: Sequence[str], args: Sequence[Any]) -> Command:

@@ -1,4 +1,6 @@
-"""Unseen and unread counts pushed to subscribers of Cassandra notification feeds.
+"""Counts carried over Redis pub/sub for storages without their own (Cassandra feeds).
+
+``RedisCountsNotifier`` implements ``asyncfeeds.storage.notifier.CountsNotifier``.
 
 Changes made in this process reach its subscribers at once. Changes made by
 other processes (fanout workers) travel through Redis pub/sub when a Redis is
@@ -12,16 +14,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 
 import orjson
 
 from ... import config
 from ...exceptions import StorageUnavailableError
 from ...types import Counts
-from ..redis import get_server
-from ..redis.pubsub import RECONNECT_SECONDS, ChannelListener, parse_counts
+from ..notifier import ReadCounts
 from ..subscription import Item, QueueSubscription
+from .connection import get_server
+from .pubsub import RECONNECT_SECONDS, ChannelListener, parse_counts
 
 logger = logging.getLogger(__name__)
 
@@ -30,16 +32,16 @@ _ORIGIN = uuid.uuid4().hex
 
 _local: dict[str, set[asyncio.Queue[Item]]] = {}
 
-ReadCounts = Callable[[], Awaitable[Counts]]
-
 
 def channel(key: str) -> str:
     """The Redis channel of one feed's counts."""
     return f"asyncfeeds:counts:{key}"
 
 
-class CountsNotifier:
-    """Publishes a feed's counts after each change and hands out subscriptions."""
+class RedisCountsNotifier:
+    """Publishes a feed's counts after each change and hands out subscriptions: in-process at
+    once, to other processes through the Redis ``redis_server`` if one is configured, else
+    by polling every ``poll_interval`` seconds."""
 
     def __init__(self, redis_server: str = "default", poll_interval: float = 1.0) -> None:
         self.redis_server = redis_server
@@ -89,7 +91,7 @@ class CountsSubscription(QueueSubscription):
 
     changes_may_repeat_snapshots = True
 
-    def __init__(self, notifier: CountsNotifier, key: str, read_counts: ReadCounts) -> None:
+    def __init__(self, notifier: RedisCountsNotifier, key: str, read_counts: ReadCounts) -> None:
         super().__init__()
         self._notifier = notifier
         self._key = key
