@@ -26,7 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import asyncfeeds
-from asyncfeeds import Activity, StorageUnavailableError
+from asyncfeeds import Activity, AggregatedActivity, StorageUnavailableError
 from asyncfeeds.fanout import create_queue
 
 state: dict[str, Any] = {}
@@ -37,7 +37,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     feeds.configure()
     await asyncfeeds.ping()
     feeds.manager.queue = await create_queue(feeds.redis_url())
-    state["ledger"] = redis_asyncio.from_url(
+    state["ledger"] = redis_asyncio.Redis.from_url(
         feeds.redis_url(), socket_connect_timeout=2, socket_timeout=5
     )
     try:
@@ -122,7 +122,7 @@ async def notifications(user_id: int, limit: int = Query(10, ge=1, le=100)) -> d
     return {"items": [_group(g) for g in page.items], "unseen": unseen}
 
 
-def _group(group: Any) -> dict[str, Any]:
+def _group(group: AggregatedActivity) -> dict[str, Any]:
     return group.model_dump(mode="json", include={
         "aggregated_id", "activity_count", "actor_count", "verb", "is_seen", "is_read",
     })

@@ -75,7 +75,7 @@ class FeedUser(FastHttpUser):
     wait_time = between(WAIT_MIN, WAIT_MAX)
     connection_timeout = 10.0
     network_timeout = 30.0
-    tasks = {TASKS[name]: weight for name, weight in MIX.items() if weight}
+    tasks = {TASKS[name]: weight for name, weight in MIX.items() if weight}  # type: ignore[assignment]
 
 
 class EventLog:
@@ -97,5 +97,5 @@ class EventLog:
 
 if os.environ.get("LOAD_EVENTS"):
     _log = EventLog(os.environ["LOAD_EVENTS"])
-    events.request.add_listener(_log.on_request)
-    events.quitting.add_listener(_log.close)
+    events.request.add_listener(_log.on_request)  # type: ignore[no-untyped-call]
+    events.quitting.add_listener(_log.close)  # type: ignore[no-untyped-call]

@@ -164,8 +164,8 @@ class LoadRun:
         await _sleep_until(began + worker_at)
         victim = self.workers["low"][0]
         pid = victim.pid
-        victim.kill()
         killed = time.monotonic()
+        victim.kill()
         running = await monitor.running_jobs(redis)
         say(f"-- fault: kill -9 worker low-0 (pid {pid}) at {killed - began:.1f} s, "
             f"{len(running)} jobs marked running")
@@ -185,8 +185,8 @@ class LoadRun:
             f"{self.faults['worker']['those_jobs_done_after_s']} s after it")
 
         await _sleep_until(began + redis_at)
-        self.redis.kill()
         killed_wall, killed = time.time(), time.monotonic()
+        self.redis.kill()
         say(f"-- fault: kill -9 redis-server at {killed - began:.1f} s")
         await asyncio.sleep(args.down)
         await asyncio.to_thread(self.redis.start)
@@ -209,7 +209,7 @@ async def measure(run: LoadRun) -> dict[str, Any]:
     """Drive the load, watch the queues, time the drain, check every delivery."""
     args = run.args
     feeds.configure()
-    client = redis_asyncio.from_url(run.redis.url, socket_connect_timeout=1, socket_timeout=2)
+    client = redis_asyncio.Redis.from_url(run.redis.url, socket_connect_timeout=1, socket_timeout=2)
     load_before = os.getloadavg()[0]
     began = time.monotonic()
     echo: Callable[[str], None] | None = None if args.quiet else say
