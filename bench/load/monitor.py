@@ -108,12 +108,17 @@ async def drain(manager: Any, redis: Any, within: float) -> float | None:
     return None
 
 
-async def running_jobs(redis: Any) -> set[str]:
-    """Ids of the jobs marked in progress right now."""
-    found = set()
-    async for key in redis.scan_iter(match=f"{in_progress_key_prefix}*", count=1000):
-        found.add(key.decode()[len(in_progress_key_prefix):])
-    return found
+async def running_jobs(redis: Any, queue: str) -> set[str]:
+    """Ids of the jobs of ``queue`` marked in progress right now."""
+    marked = [key.decode()[len(in_progress_key_prefix):] async for key in
+              redis.scan_iter(match=f"{in_progress_key_prefix}*", count=1000)]
+    if not marked:
+        return set()
+    async with redis.pipeline(transaction=False) as pipe:
+        for job_id in marked:
+            pipe.zscore(queue, job_id)
+        scores = await pipe.execute()
+    return {job_id for job_id, score in zip(marked, scores, strict=True) if score is not None}
 
 
 async def until_finished(

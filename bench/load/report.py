@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -92,6 +93,16 @@ def outage(requests: Sequence[Request], killed: float, back: float) -> dict[str,
         "first_success_after_back_s": round(min(r.end for r in after) - back, 3)
         if after else None,
     }
+
+
+RECONNECTED = re.compile(r"reconnected to the queue's Redis at \S+ after ([0-9.]+) s")
+
+
+def reconnections(log: Path) -> list[float]:
+    """Seconds each reconnection took, as an ``asyncfeeds worker`` logged it."""
+    if not log.exists():
+        return []
+    return [float(m.group(1)) for m in RECONNECTED.finditer(log.read_text(errors="replace"))]
 
 
 def table(rows: Iterable[Sequence[Any]], header: Sequence[str]) -> str:

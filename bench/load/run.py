@@ -41,6 +41,7 @@ import report
 import servers
 
 import asyncfeeds
+from asyncfeeds import FanoutPriority
 from asyncfeeds.fanout import create_queue
 
 
@@ -163,17 +164,22 @@ class LoadRun:
         redis_at = args.duration * 0.55 if args.redis_kill_at is None else args.redis_kill_at
         await _sleep_until(began + worker_at)
         victim = self.workers["low"][0]
+        low = manager.queue_names[FanoutPriority.LOW]
+        for _ in range(200):  # kill it with a job in hand: wait up to 10 s for one
+            if await monitor.running_jobs(redis, low):
+                break
+            await asyncio.sleep(0.05)
         pid = victim.pid
         killed = time.monotonic()
         victim.kill()
-        running = await monitor.running_jobs(redis)
+        running = await monitor.running_jobs(redis, low)
         say(f"-- fault: kill -9 worker low-0 (pid {pid}) at {killed - began:.1f} s, "
-            f"{len(running)} jobs marked running")
+            f"{len(running)} low jobs marked running")
         await asyncio.sleep(args.down)
         victim.start()
         say(f"-- fault: worker low-0 restarted (pid {victim.pid}) at "
             f"{time.monotonic() - began:.1f} s")
-        rerun = await monitor.until_finished(manager, redis, running, 300)
+        rerun = await monitor.until_finished(manager, redis, running, 300) if running else None
         self.faults["worker"] = {
             "killed_at_s": round(killed - began, 2),
             "down_s": args.down,
@@ -181,8 +187,9 @@ class LoadRun:
             "those_jobs_done_after_s": None if rerun is None
             else round(time.monotonic() - killed, 2),
         }
-        say(f"-- fault: the {len(running)} jobs running at the kill were all done "
-            f"{self.faults['worker']['those_jobs_done_after_s']} s after it")
+        if running:
+            say(f"-- fault: the {len(running)} jobs running at the kill were all done "
+                f"{self.faults['worker']['those_jobs_done_after_s']} s after it")
 
         await _sleep_until(began + redis_at)
         killed_wall, killed = time.time(), time.monotonic()
@@ -278,6 +285,9 @@ async def measure(run: LoadRun) -> dict[str, Any]:
         redis_fault = run.faults["redis"]
         redis_fault |= report.outage(requests, redis_fault["killed_epoch"],
                                      redis_fault["back_epoch"])
+        redis_fault["workers_reconnected_after_s"] = {
+            w.name: report.reconnections(w.log) for ws in run.workers.values() for w in ws
+        }
     return figures
 
 
@@ -338,7 +348,8 @@ def print_report(figures: dict[str, Any]) -> None:
                 f"p99 {r['failed_within_ms_p99']} / max {r['failed_within_ms_max']} ms of the kill "
                 f"or their start; first failure {r['first_failure_after_kill_s']} s "
                 f"after the kill; last failure {r['last_failure_after_back_s']} s and first "
-                f"success {r['first_success_after_back_s']} s after Redis answered")
+                f"success {r['first_success_after_back_s']} s after Redis answered; workers "
+                f"back on their queues after losing it (s): {r['workers_reconnected_after_s']}")
     ex = figures["exactness"]
     say()
     say(f"== exactness ({figures['check_s']} s to read every feed back)")
