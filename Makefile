@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install services-up services-down lint bench clean run-example
+.PHONY: demo test install services-up services-down lint bench load clean run-example
 
 demo: install
 	$(BIN)/asyncfeeds demo
@@ -41,6 +41,18 @@ lint: install
 
 bench: install
 	bash bench/run.sh
+
+# The load test of bench/load (README there): locust against a FastAPI app with arq
+# workers on a private redis-server. Options as variables, e.g.
+#   make load LOAD_USERS=200 LOAD_DURATION=60 LOAD_FAULTS=1
+#   make load LOAD_MIX=feed=70,aggregated=10,post=10,like=5,notifications=5
+# (also LOAD_GRAPH, LOAD_WAIT, LOAD_POPULAR_SHARE, LOAD_WORKERS, LOAD_DOWN, LOAD_JSON).
+load: install $(VENV)/.load-installed
+	$(BIN)/python bench/load/run.py $(LOAD_ARGS)
+
+$(VENV)/.load-installed: pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[load]"
+	touch $@
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .coverage .services

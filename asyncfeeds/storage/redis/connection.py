@@ -276,7 +276,8 @@ class RedisServer:
             await self.run([("DEL", key) for key in keys[start : start + batch]])
 
     async def _load_scripts(self, client: Client, shas: set[Any]) -> None:
-        for script in _scripts.get(client, {}).values():
+        # a copy: other tasks may register scripts while this one awaits a load
+        for script in list(_scripts.get(client, {}).values()):
             if script.sha in shas:
                 await client.script_load(script.script)
 
