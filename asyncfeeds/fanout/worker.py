@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError)
 """What a lost or hung queue Redis raises inside arq's loop."""
+ARQ_MAX_JOBS = 10
+"""arq's default number of jobs one worker runs at once."""
 HEALTH_CHECK_INTERVAL = 10
 """Seconds between a worker's health records (``asyncfeeds worker --check`` reads them)."""
 BURY_MARGIN = 10
@@ -94,8 +96,11 @@ def _job_settings(manager: Manager, priority: FanoutPriority | str) -> dict[str,
         "max_tries": manager.max_tries,
         "job_timeout": timeout,
         "job_completion_wait": timeout,
-        # Fanout is latency-sensitive: look for new jobs every 0.1 s rather than arq's 0.5 s.
+        # Fanout is latency-sensitive: look for new jobs every 0.1 s rather than arq's 0.5 s,
+        # and read only as many as run at once, so a job whose worker died (its mark lapsed)
+        # is seen at the next poll instead of after a backlog of up to 100 ids.
         "poll_delay": 0.1,
+        "queue_read_limit": ARQ_MAX_JOBS,
         "health_check_interval": HEALTH_CHECK_INTERVAL,
         "ctx": {
             "asyncfeeds_manager": manager,
@@ -125,6 +130,8 @@ def create_worker(
             settings["redis_pool"] = queue_client(queue_settings(manager.queue_url))
     if "ctx" in arq_kwargs:
         arq_kwargs["ctx"] = {**arq_kwargs["ctx"], **settings["ctx"]}
+    if "max_jobs" in arq_kwargs:
+        settings["queue_read_limit"] = arq_kwargs["max_jobs"]
     worker = Worker(**{**settings, **arq_kwargs})
     worker.in_progress_timeout_s = manager.job_lease
     return worker
