@@ -367,22 +367,6 @@ class AggregatedFeed(Feed[AggregatedT]):
         results = await cls._change(keys, cls._holding_query(ids), plan_factory)
         return sum(results.values())
 
-    @classmethod
-    async def fanout_remove_actors(
-        cls,
-        user_ids: Sequence[int | str],
-        actors: Sequence[int | str],
-        version: int | None = None,
-    ) -> int:
-        """Remove every activity of ``actors`` (kept or minimized) from the users' feeds."""
-        version = current_version() if version is None else version
-        removed = 0
-        for user_id in user_ids:
-            ids = await cls(user_id).activity_ids_of(actors)
-            if ids:
-                removed += await cls.fanout_remove([user_id], ids, version)
-        return removed
-
     async def activity_ids_of(self, actors: Sequence[int | str]) -> list[str]:
         """Ids of every activity the feed holds whose actor is one of ``actors``."""
         wanted = {str(a) for a in actors}

@@ -339,25 +339,7 @@ class Feed(FeedNames, Generic[ItemT]):
 
         Flat timelines hold ids only: the activity storage is the one copy to update.
         """
-        version = current_version() if version is None else version
         return 0
-
-    @classmethod
-    async def fanout_remove_actors(
-        cls,
-        user_ids: Sequence[int | str],
-        actors: Sequence[int | str],
-        version: int | None = None,
-    ) -> int:
-        """Remove every activity of ``actors`` from the users' feeds, however many they hold."""
-        version = current_version() if version is None else version
-        removed = 0
-        for user_id in user_ids:
-            feed = cls(user_id)
-            ids = await feed.activity_ids_of(actors)
-            if ids:
-                removed += await cls.fanout_remove([user_id], ids, version)
-        return removed
 
     async def activity_ids_of(self, actors: Sequence[int | str]) -> list[str]:
         """Ids of the activities in this feed whose actor is one of ``actors``."""
