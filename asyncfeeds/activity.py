@@ -6,7 +6,7 @@ import builtins
 import hashlib
 import math
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol, Self
 
@@ -111,8 +111,7 @@ def epoch_micros(value: datetime) -> int:
 
 def from_epoch_micros(micros: int) -> datetime:
     """The aware UTC datetime ``micros`` microseconds after 1970-01-01."""
-    seconds, micro = divmod(micros, 1_000_000)
-    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=micro)
+    return _EPOCH + timedelta(0, 0, micros)
 
 
 def make_activity_id(time: datetime, verb_id: int, actor: Any, object_: Any, target: Any) -> str:
@@ -255,6 +254,40 @@ class Activity(BaseModel):
             f"{type(self).__name__}(actor={self.actor!r}, verb={self.verb.infinitive}, "
             f"object={self.object!r}, target={self.target!r}, time={self.time.isoformat()})"
         )
+
+
+_ACTIVITY_FIELDS = frozenset(("actor", "verb", "object", "target", "time", "extra_context"))
+_new_object = object.__new__
+_set_slot = object.__setattr__
+
+
+def stored_activity(
+    actor: int | str,
+    verb: type[Verb],
+    object_: int | str,
+    target: int | str | None,
+    time: datetime,
+    extra_context: dict[str, JsonValue],
+    activity_id: str | None = None,
+) -> Activity:
+    """An ``Activity`` of fields read back from storage, built without validation (as
+    ``model_construct`` would, for less); ``activity_id``, if given, is trusted as theirs."""
+    values = {
+        "actor": actor,
+        "verb": verb,
+        "object": object_,
+        "target": target,
+        "time": time,
+        "extra_context": extra_context,
+    }
+    if activity_id is not None:
+        values["activity_id"] = activity_id  # the cached_property's slot
+    activity: Activity = _new_object(Activity)
+    _set_slot(activity, "__dict__", values)
+    _set_slot(activity, "__pydantic_fields_set__", set(_ACTIVITY_FIELDS))
+    _set_slot(activity, "__pydantic_extra__", None)
+    _set_slot(activity, "__pydantic_private__", None)
+    return activity
 
 
 class AggregatedActivity(BaseModel):

@@ -9,7 +9,8 @@ activities a group holds beyond the kept ones is known to the feed's index, not 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -20,6 +21,7 @@ from .activity import (
     AggregatedActivity,
     epoch_micros,
     from_epoch_micros,
+    stored_activity,
 )
 from .exceptions import SerializationError
 from .verbs import get_verb_by_id
@@ -28,6 +30,8 @@ A = TypeVar("A", bound=Activity)
 G = TypeVar("G", bound=AggregatedActivity)
 
 _BASE_FIELDS = frozenset(Activity.model_fields)
+_ID_TYPES = frozenset((int, str))
+_EPOCH = from_epoch_micros(0)
 
 
 def _subclass_fields(activity_class: type[Activity]) -> tuple[str, ...]:
@@ -42,6 +46,7 @@ class ActivitySerializer(Generic[A]):
             raise TypeError(f"activity_class must be an Activity subclass, got {activity_class!r}")
         self.activity_class = activity_class
         self._extra_fields = _subclass_fields(activity_class)
+        self._plain = activity_class is Activity
 
     def to_data(self, activity: Activity) -> list[Any]:
         """The JSON-ready array of one activity."""
@@ -60,29 +65,23 @@ class ActivitySerializer(Generic[A]):
             extra,
         ]
 
-    def from_data(self, data: Any) -> A:
-        """Rebuild an activity from its array; ``SerializationError`` on malformed data."""
+    def from_data(self, data: Any, activity_id: str | None = None) -> A:
+        """Rebuild an activity from its array; ``SerializationError`` on malformed data.
+
+        ``activity_id``, the id the data was stored under, is trusted as its id (a plain
+        ``Activity`` then never hashes its fields again).
+        """
         try:
+            if self._plain:
+                return self._plain_activity(data, activity_id)  # type: ignore[return-value]
             verb_id, actor, object_, target, micros, extra_context, extra = data
-            verb = get_verb_by_id(verb_id)
-            time = from_epoch_micros(micros)
-            if not self._extra_fields and self.activity_class is Activity:
-                _check_unvalidated(actor, object_, target, extra_context)
-                return Activity.model_construct(  # type: ignore[return-value]
-                    actor=actor,
-                    verb=verb,
-                    object=object_,
-                    target=target,
-                    time=time,
-                    extra_context=extra_context or {},
-                )
             fields = dict(extra or {})
             fields.update(
                 actor=actor,
-                verb=verb,
+                verb=get_verb_by_id(verb_id),
                 object=object_,
                 target=target,
-                time=time,
+                time=from_epoch_micros(micros),
                 extra_context=extra_context or {},
             )
             return self.activity_class.model_validate(fields)
@@ -91,17 +90,70 @@ class ActivitySerializer(Generic[A]):
                 f"cannot decode a {self.activity_class.__name__} from {data!r:.200}: {exc}"
             ) from exc
 
+    @staticmethod
+    def _plain_activity(data: Any, activity_id: str | None) -> Activity:
+        """A plain ``Activity`` without validation: cheap type checks, so corrupt rows fail
+        loudly; an ``extra`` field (a subclass's) is ignored, as the class has none."""
+        if type(data) is not list:
+            raise TypeError(f"expected an array, got {type(data).__name__}")
+        if len(data) == 7:
+            verb_id, actor, object_, target, micros, extra_context, _ = data
+        else:
+            verb_id, actor, object_, target, micros, extra_context = data
+        if (
+            type(actor) not in _ID_TYPES
+            or type(object_) not in _ID_TYPES
+            or (target is not None and type(target) not in _ID_TYPES)
+        ):
+            raise TypeError(f"ids must be int or str, got {actor!r}, {object_!r}, {target!r}")
+        if type(micros) is not int:
+            raise TypeError(f"time must be integer microseconds, got {micros!r}")
+        if extra_context is None:
+            extra_context = {}
+        elif type(extra_context) is not dict:
+            raise TypeError(f"extra_context must be an object, got {extra_context!r}")
+        return stored_activity(
+            actor,
+            get_verb_by_id(verb_id),
+            object_,
+            target,
+            _EPOCH + timedelta(0, 0, micros),
+            extra_context,
+            activity_id,
+        )
+
+    def loads_rows(self, rows: Sequence[tuple[str, bytes]]) -> list[A]:
+        """Decode stored rows ``(activity_id, data)`` with one JSON parse for them all; each
+        id is trusted as that of its data (it is the key the data was stored under)."""
+        if not rows:
+            return []
+        try:
+            decoded = orjson.loads(b"[" + b",".join([data for _, data in rows]) + b"]")
+        except (orjson.JSONDecodeError, TypeError):
+            decoded = None
+        if type(decoded) is not list or len(decoded) != len(rows):
+            # one of them is not valid JSON: decode each, so the error names it
+            return [self.from_data(_parse(data), activity_id) for activity_id, data in rows]
+        if self._plain:
+            try:
+                plain = self._plain_activity
+                return [
+                    plain(data, row[0])  # type: ignore[misc]
+                    for row, data in zip(rows, decoded, strict=True)
+                ]
+            except (TypeError, ValueError, KeyError, OverflowError):
+                pass  # decode each below, so the error names the row
+        return [
+            self.from_data(data, row[0]) for row, data in zip(rows, decoded, strict=True)
+        ]
+
     def dumps(self, activity: Activity) -> bytes:
         """Encode one activity."""
         return orjson.dumps(self.to_data(activity))
 
-    def loads(self, raw: bytes | str) -> A:
-        """Decode one activity."""
-        try:
-            data = orjson.loads(raw)
-        except (orjson.JSONDecodeError, TypeError) as exc:
-            raise SerializationError(f"stored activity is not valid JSON: {raw!r:.200}") from exc
-        return self.from_data(data)
+    def loads(self, raw: bytes | str, activity_id: str | None = None) -> A:
+        """Decode one activity (``activity_id``: the id it was stored under, trusted)."""
+        return self.from_data(_parse(raw), activity_id)
 
     def dumps_many(self, activities: Iterable[Activity]) -> dict[str, bytes]:
         """Encode activities keyed by id."""
@@ -157,15 +209,12 @@ class AggregatedSerializer(Generic[G]):
             ) from exc
 
 
-def _check_unvalidated(actor: Any, object_: Any, target: Any, extra_context: Any) -> None:
-    """Cheap type checks for the fast path that skips validation, so corrupt rows fail loudly."""
-    for value in (actor, object_, target):
-        if isinstance(value, bool) or not isinstance(value, int | str | None):
-            raise TypeError(f"ids must be int or str, got {value!r}")
-    if actor is None or object_ is None:
-        raise TypeError("actor and object must not be null")
-    if not isinstance(extra_context, dict | None):
-        raise TypeError(f"extra_context must be an object, got {extra_context!r}")
+def _parse(raw: bytes | str) -> Any:
+    """The JSON value of stored data; ``SerializationError`` if it is not JSON."""
+    try:
+        return orjson.loads(raw)
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        raise SerializationError(f"stored activity is not valid JSON: {raw!r:.200}") from exc
 
 
 def _micros_or_none(value: Any) -> int | None:
