@@ -1,8 +1,8 @@
 """Compact JSON codecs for activities and aggregated activities (never pickle).
 
 An activity is stored as the JSON array
-``[verb_id, actor, object, target, time_micros, extra_context, subclass_fields]``
-and an aggregated activity as
+``[verb_id, actor, object, target, time_micros, extra_context]``, followed by an object
+of subclass fields for a class that has them (older data has ``null`` there), and an aggregated activity as
 ``[group, created, updated, seen, read, minimized, [activity arrays...]]``; which
 activities a group holds beyond the kept ones is known to the feed's index, not the group.
 """
@@ -50,20 +50,17 @@ class ActivitySerializer(Generic[A]):
 
     def to_data(self, activity: Activity) -> list[Any]:
         """The JSON-ready array of one activity."""
-        extra = (
-            activity.model_dump(mode="json", include=set(self._extra_fields))
-            if self._extra_fields
-            else None
-        )
-        return [
+        data = [
             activity.verb.id,
             activity.actor,
             activity.object,
             activity.target,
             epoch_micros(activity.time),
             activity.extra_context,
-            extra,
         ]
+        if self._extra_fields:
+            data.append(activity.model_dump(mode="json", include=set(self._extra_fields)))
+        return data
 
     def from_data(self, data: Any, activity_id: str | None = None) -> A:
         """Rebuild an activity from its array; ``SerializationError`` on malformed data.
@@ -74,7 +71,11 @@ class ActivitySerializer(Generic[A]):
         try:
             if self._plain:
                 return self._plain_activity(data, activity_id)  # type: ignore[return-value]
-            verb_id, actor, object_, target, micros, extra_context, extra = data
+            if len(data) == 6:
+                verb_id, actor, object_, target, micros, extra_context = data
+                extra = None
+            else:
+                verb_id, actor, object_, target, micros, extra_context, extra = data
             fields = dict(extra or {})
             fields.update(
                 actor=actor,

@@ -285,6 +285,8 @@ class RedisServer:
 async def _pipeline(client: Client, commands: Sequence[Command]) -> list[Any]:
     if len(commands) == 1:  # a lone command skips the pipeline's bookkeeping
         try:
+            if commands[0][0] == "EVALSHA" and type(client) is Redis and client.connection is None:
+                return [await _script_call(client, commands[0])]
             return [await client.execute_command(*commands[0])]
         except NoScriptError as exc:
             return [exc]
@@ -292,6 +294,30 @@ async def _pipeline(client: Client, commands: Sequence[Command]) -> list[Any]:
     for args in commands:
         pipe.execute_command(*args)
     return await pipe.execute(raise_on_error=False)
+
+
+async def _script_call(client: Redis, command: Command) -> Any:
+    """One ``EVALSHA`` (no reply callback) on a pooled connection of a single server,
+    retried as ``execute_command`` retries, without its per-call pool lock and probe."""
+    pool = client.connection_pool
+    connection = pool.get_available_connection()  # type: ignore[no-untyped-call]
+    try:
+        return await connection.retry.call_with_retry(
+            lambda: _send_and_read(connection, command),
+            lambda _: connection.disconnect(),
+        )
+    except BaseException as exc:
+        if not isinstance(exc, ResponseError):  # an error reply leaves the connection clean
+            await connection.disconnect()
+        raise
+    finally:
+        await pool.release(connection)
+
+
+async def _send_and_read(connection: Connection, command: Command) -> Any:
+    await connection.connect()  # type: ignore[no-untyped-call]
+    await connection.send_packed_command(connection.pack_command(*command), check_health=False)
+    return await connection.read_response()
 
 
 def redis_options_db(name: str) -> int:
