@@ -3,8 +3,9 @@
 An activity is stored as the JSON array
 ``[verb_id, actor, object, target, time_micros, extra_context]``, followed by an object
 of subclass fields for a class that has them (older data has ``null`` there), and an
-aggregated activity as ``[group, created, updated, seen, read, minimized, [activity arrays...]]``; which
-activities a group holds beyond the kept ones is known to the feed's index, not the group.
+aggregated activity as ``[group, created, updated, seen, read, minimized, [activity
+arrays...]]``; which activities a group holds beyond the kept ones is known to the feed's
+index, not the group.
 """
 
 from __future__ import annotations
