@@ -11,7 +11,7 @@ index, not the group.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -33,6 +33,10 @@ G = TypeVar("G", bound=AggregatedActivity)
 _BASE_FIELDS = frozenset(Activity.model_fields)
 _ID_TYPES = frozenset((int, str))
 _EPOCH = from_epoch_micros(0)
+TIME_CACHE = 8192
+"""Activity times decoded lately, by microseconds (datetimes are immutable, so shared);
+cleared when full. Feeds read the same activities over and over."""
+_times: dict[int, datetime] = {}
 
 
 def _subclass_fields(activity_class: type[Activity]) -> tuple[str, ...]:
@@ -114,14 +118,13 @@ class ActivitySerializer(Generic[A]):
             extra_context = {}
         elif type(extra_context) is not dict:
             raise TypeError(f"extra_context must be an object, got {extra_context!r}")
+        time = _times.get(micros)
+        if time is None:
+            if len(_times) >= TIME_CACHE:
+                _times.clear()
+            time = _times[micros] = _EPOCH + timedelta(0, 0, micros)
         return stored_activity(
-            actor,
-            get_verb_by_id(verb_id),
-            object_,
-            target,
-            _EPOCH + timedelta(0, 0, micros),
-            extra_context,
-            activity_id,
+            actor, get_verb_by_id(verb_id), object_, target, time, extra_context, activity_id
         )
 
     def loads_rows(self, rows: Sequence[tuple[str, bytes]]) -> list[A]:

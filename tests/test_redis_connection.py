@@ -127,3 +127,15 @@ async def test_a_writer_that_read_before_a_delete_cannot_commit_after_it(backend
     write = GroupWrite(feed.key, stale.version, upserts=[], removals=[], max_length=0)
     assert await storage.commit_many([write], True) == [False]
     assert await feed.count() == 1
+
+
+def test_small_commands_are_packed_as_redis_py_packs_them():
+    from redis.asyncio.connection import Connection
+
+    from asyncfeeds.storage.redis.connection import SMALL_COMMAND, _pack
+
+    command = ("EVALSHA", "ab12", 1, "{feed:1}:tl", "{activity:", 16, "ZREVRANGE", 0, -1,
+               b"\x00\xff", "ü")
+    assert _pack(command) == b"".join(Connection().pack_command(*command))
+    assert _pack(("ZADD", "k", 1.5, "m")) is None  # other types: redis-py packs them
+    assert _pack(("SET", "k", b"x" * (SMALL_COMMAND + 1))) is None

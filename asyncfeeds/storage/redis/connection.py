@@ -316,8 +316,44 @@ async def _script_call(client: Redis, command: Command) -> Any:
 
 async def _send_and_read(connection: Connection, command: Command) -> Any:
     await connection.connect()  # type: ignore[no-untyped-call]
-    await connection.send_packed_command(connection.pack_command(*command), check_health=False)
+    packed = _pack(command)
+    writer = getattr(connection, "_writer", None)
+    if packed is not None and writer is not None and type(connection).send_packed_command is _SEND:
+        # A small command fits the transport's buffer, so the write never waits; redis-py's
+        # send_packed_command would run it as a task under wait_for (one more loop turn).
+        # A connection class with its own send_packed_command (instrumentation) keeps it.
+        try:
+            writer.write(packed)
+            await writer.drain()
+        except OSError as exc:
+            raise RedisConnectionError(f"Error while writing to Redis: {exc}") from exc
+    else:
+        await connection.send_packed_command(
+            connection.pack_command(*command), check_health=False
+        )
     return await connection.read_response()
+
+
+_SEND = Connection.send_packed_command
+SMALL_COMMAND = 16 * 1024
+"""Bytes up to which a packed command is written straight to the connection's stream."""
+
+
+def _pack(command: Command) -> bytes | None:
+    """The RESP encoding of a command of str, int and bytes arguments up to
+    ``SMALL_COMMAND`` bytes; None for anything else (redis-py then packs and sends it)."""
+    parts = [b"*%d\r\n" % len(command)]
+    size = 0
+    for arg in command:
+        if type(arg) is str:
+            arg = arg.encode()
+        elif type(arg) is int:
+            arg = b"%d" % arg
+        elif type(arg) is not bytes:
+            return None
+        size += len(arg)
+        parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    return b"".join(parts) if size <= SMALL_COMMAND else None
 
 
 def redis_options_db(name: str) -> int:
