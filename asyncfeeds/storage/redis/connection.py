@@ -32,12 +32,13 @@ from redis.retry import Retry
 from ...config import cached_client, redis_options, redis_url
 from ...exceptions import StorageUnavailableError
 from ...redis_urls import CLUSTER_SCHEMES, RedisTarget, parse_redis_url
+from .calls import Command as Command
+from .calls import script_call
 from .scripts import Lua
 
 __all__ = ["RedisServer", "create_client", "get_server"]
 
 Client = Redis | RedisCluster
-Command = tuple[Any, ...]
 
 CONNECT_TIMEOUT = 2.0
 """Seconds to wait for a TCP connect; with one retry an unreachable server fails in ~4 s."""
@@ -286,7 +287,7 @@ async def _pipeline(client: Client, commands: Sequence[Command]) -> list[Any]:
     if len(commands) == 1:  # a lone command skips the pipeline's bookkeeping
         try:
             if commands[0][0] == "EVALSHA" and type(client) is Redis and client.connection is None:
-                return [await _script_call(client, commands[0])]
+                return [await script_call(client, commands[0])]
             return [await client.execute_command(*commands[0])]
         except NoScriptError as exc:
             return [exc]
@@ -294,66 +295,6 @@ async def _pipeline(client: Client, commands: Sequence[Command]) -> list[Any]:
     for args in commands:
         pipe.execute_command(*args)
     return await pipe.execute(raise_on_error=False)
-
-
-async def _script_call(client: Redis, command: Command) -> Any:
-    """One ``EVALSHA`` (no reply callback) on a pooled connection of a single server,
-    retried as ``execute_command`` retries, without its per-call pool lock and probe."""
-    pool = client.connection_pool
-    connection = pool.get_available_connection()  # type: ignore[no-untyped-call]
-    try:
-        return await connection.retry.call_with_retry(
-            lambda: _send_and_read(connection, command),
-            lambda _: connection.disconnect(),
-        )
-    except BaseException as exc:
-        if not isinstance(exc, ResponseError):  # an error reply leaves the connection clean
-            await connection.disconnect()
-        raise
-    finally:
-        await pool.release(connection)
-
-
-async def _send_and_read(connection: Connection, command: Command) -> Any:
-    await connection.connect()  # type: ignore[no-untyped-call]
-    packed = _pack(command)
-    writer = getattr(connection, "_writer", None)
-    if packed is not None and writer is not None and type(connection).send_packed_command is _SEND:
-        # A small command fits the transport's buffer, so the write never waits; redis-py's
-        # send_packed_command would run it as a task under wait_for (one more loop turn).
-        # A connection class with its own send_packed_command (instrumentation) keeps it.
-        try:
-            writer.write(packed)
-            await writer.drain()
-        except OSError as exc:
-            raise RedisConnectionError(f"Error while writing to Redis: {exc}") from exc
-    else:
-        await connection.send_packed_command(
-            connection.pack_command(*command), check_health=False
-        )
-    return await connection.read_response()
-
-
-_SEND = Connection.send_packed_command
-SMALL_COMMAND = 16 * 1024
-"""Bytes up to which a packed command is written straight to the connection's stream."""
-
-
-def _pack(command: Command) -> bytes | None:
-    """The RESP encoding of a command of str, int and bytes arguments up to
-    ``SMALL_COMMAND`` bytes; None for anything else (redis-py then packs and sends it)."""
-    parts = [b"*%d\r\n" % len(command)]
-    size = 0
-    for arg in command:
-        if type(arg) is str:
-            arg = arg.encode()
-        elif type(arg) is int:
-            arg = b"%d" % arg
-        elif type(arg) is not bytes:
-            return None
-        size += len(arg)
-        parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
-    return b"".join(parts) if size <= SMALL_COMMAND else None
 
 
 def redis_options_db(name: str) -> int:
