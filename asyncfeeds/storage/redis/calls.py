@@ -19,8 +19,9 @@ from redis.exceptions import ResponseError
 
 Command = tuple[Any, ...]
 
-SMALL_COMMAND = 16 * 1024
-"""Bytes up to which a packed command is written straight to the connection's stream."""
+SMALL_COMMAND = 64 * 1024
+"""Bytes up to which packed commands are written straight to the connection's stream (the
+transport buffers that much without making the writer wait)."""
 
 _SEND = Connection.send_packed_command
 
@@ -50,7 +51,7 @@ async def script_call(client: Redis, command: Command) -> Any:
         return await future
     calls.busy = True
     try:
-        return await _call(client, command)
+        return (await _call(client, [command]))[0]
     finally:
         if calls.waiting:
             calls.sender = asyncio.get_running_loop().create_task(_send_waiting(client, calls))
@@ -64,13 +65,7 @@ async def _send_waiting(client: Redis, calls: _Calls) -> None:
         while calls.waiting:
             batch, calls.waiting = calls.waiting, []
             try:
-                if len(batch) == 1:
-                    replies = [await _call(client, batch[0][0])]
-                else:
-                    pipe = client.pipeline(transaction=False)
-                    for command, _ in batch:
-                        pipe.execute_command(*command)
-                    replies = await pipe.execute(raise_on_error=False)
+                replies = await _call(client, [command for command, _ in batch])
             except Exception as exc:  # every caller of the batch gets the failure
                 for _, future in batch:
                     if not future.done():
@@ -92,16 +87,17 @@ async def _send_waiting(client: Redis, calls: _Calls) -> None:
         calls.waiting = []
 
 
-async def _call(client: Redis, command: Command) -> Any:
+async def _call(client: Redis, commands: list[Command]) -> list[Any]:
+    """The replies of ``commands`` sent at once on one pooled connection (error replies
+    returned in their place), retried once on a connection error as redis-py retries."""
     pool = client.connection_pool
     connection = pool.get_available_connection()  # type: ignore[no-untyped-call]
     try:
-        return await connection.retry.call_with_retry(
-            lambda: _send_and_read(connection, command),
+        replies: list[Any] = await connection.retry.call_with_retry(
+            lambda: _send_and_read(connection, commands),
             lambda _: connection.disconnect(),
         )
-    except ResponseError as exc:  # an error reply leaves the connection clean
-        return exc
+        return replies
     except BaseException:
         await connection.disconnect()
         raise
@@ -109,12 +105,12 @@ async def _call(client: Redis, command: Command) -> Any:
         await pool.release(connection)
 
 
-async def _send_and_read(connection: Connection, command: Command) -> Any:
+async def _send_and_read(connection: Connection, commands: list[Command]) -> list[Any]:
     await connection.connect()  # type: ignore[no-untyped-call]
-    packed = _pack(command)
+    packed = _pack_all(commands)
     writer = getattr(connection, "_writer", None)
     if packed is not None and writer is not None and type(connection).send_packed_command is _SEND:
-        # A small command fits the transport's buffer, so the write never waits; redis-py's
+        # Small commands fit the transport's buffer, so the write never waits; redis-py's
         # send_packed_command would run it as a task under wait_for (one more loop turn).
         # A connection class with its own send_packed_command (instrumentation) keeps it.
         try:
@@ -124,9 +120,24 @@ async def _send_and_read(connection: Connection, command: Command) -> Any:
             raise RedisConnectionError(f"Error while writing to Redis: {exc}") from exc
     else:
         await connection.send_packed_command(
-            connection.pack_command(*command), check_health=False
+            connection.pack_commands(commands), check_health=False
         )
-    return await connection.read_response()
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(await connection.read_response())
+        except ResponseError as exc:  # the error reply is read: the connection stays clean
+            replies.append(exc)
+    return replies
+
+
+def _pack_all(commands: list[Command]) -> bytes | None:
+    """The RESP encoding of ``commands`` if each packs here and all fit ``SMALL_COMMAND``."""
+    packed = [_pack(command) for command in commands]
+    if None in packed:
+        return None
+    joined = b"".join(packed)  # type: ignore[arg-type]
+    return joined if len(joined) <= SMALL_COMMAND else None
 
 
 def _pack(command: Command) -> bytes | None:
