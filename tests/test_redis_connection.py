@@ -171,3 +171,16 @@ async def test_concurrent_lone_script_calls_each_get_their_own_reply(backend):
         assert values == [b"1" if n % 3 == 0 else b"2" for n in range(len(keys))]
     finally:
         await server.delete(keys)
+
+
+@pytest.mark.parametrize("backend", backends("redis"), indirect=True)
+async def test_a_pooled_connection_the_server_closed_is_replaced_before_a_read(backend):
+    feed = backend.feed()(1)
+    await feed.add(make_activity(1))
+    assert len(await feed[:5]) == 1
+    client = get_server("default").client()
+    # the pool hands out its last returned connection first: the one the read used
+    own = await client.execute_command("CLIENT", "ID")
+    await client.execute_command("CLIENT", "KILL", "ID", own, "SKIPME", "no")  # closed by the server
+    await asyncio.sleep(0.05)
+    assert [a.activity_id for a in await feed[:5]] == [make_activity(1).activity_id]

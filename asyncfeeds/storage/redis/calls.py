@@ -89,13 +89,13 @@ async def _send_waiting(client: Redis, calls: _Calls) -> None:
 
 async def _call(client: Redis, commands: list[Command]) -> list[Any]:
     """The replies of ``commands`` sent at once on one pooled connection (error replies
-    returned in their place), retried once on a connection error as redis-py retries."""
+    returned in their place); a failure is retried only where redis-py would retry it."""
     pool = client.connection_pool
     connection = pool.get_available_connection()  # type: ignore[no-untyped-call]
     try:
         replies: list[Any] = await connection.retry.call_with_retry(
             lambda: _send_and_read(connection, commands),
-            lambda _: connection.disconnect(),
+            lambda error: _disconnect_raise(connection, error),
         )
         return replies
     except BaseException:
@@ -105,7 +105,18 @@ async def _call(client: Redis, commands: list[Command]) -> list[Any]:
         await pool.release(connection)
 
 
+async def _disconnect_raise(connection: Connection, error: Exception) -> None:
+    """As redis-py's ``execute_command``: retry only the errors the connection retries."""
+    await connection.disconnect()
+    if not isinstance(error, tuple(connection.retry_on_error or ())):
+        raise error
+
+
 async def _send_and_read(connection: Connection, commands: list[Command]) -> list[Any]:
+    reader = getattr(connection, "_reader", None)
+    writer = getattr(connection, "_writer", None)
+    if writer is not None and (writer.is_closing() or (reader is not None and reader.at_eof())):
+        await connection.disconnect()  # the server closed it while it sat in the pool
     await connection.connect()  # type: ignore[no-untyped-call]
     packed = _pack_all(commands)
     writer = getattr(connection, "_writer", None)
