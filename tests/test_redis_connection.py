@@ -181,6 +181,6 @@ async def test_a_pooled_connection_the_server_closed_is_replaced_before_a_read(b
     client = get_server("default").client()
     # the pool hands out its last returned connection first: the one the read used
     own = await client.execute_command("CLIENT", "ID")
-    await client.execute_command("CLIENT", "KILL", "ID", own, "SKIPME", "no")  # closed by the server
+    await client.execute_command("CLIENT", "KILL", "ID", own, "SKIPME", "no")  # server closes it
     await asyncio.sleep(0.05)
     assert [a.activity_id for a in await feed[:5]] == [make_activity(1).activity_id]
