@@ -261,27 +261,10 @@ _new_object = object.__new__
 _set_slot = object.__setattr__
 
 
-def stored_activity(
-    actor: int | str,
-    verb: type[Verb],
-    object_: int | str,
-    target: int | str | None,
-    time: datetime,
-    extra_context: dict[str, JsonValue],
-    activity_id: str | None = None,
-) -> Activity:
-    """An ``Activity`` of fields read back from storage, built without validation (as
-    ``model_construct`` would, for less); ``activity_id``, if given, is trusted as theirs."""
-    values = {
-        "actor": actor,
-        "verb": verb,
-        "object": object_,
-        "target": target,
-        "time": time,
-        "extra_context": extra_context,
-    }
-    if activity_id is not None:
-        values["activity_id"] = activity_id  # the cached_property's slot
+def stored_activity(values: dict[str, Any]) -> Activity:
+    """An ``Activity`` whose ``__dict__`` is ``values``: its six fields as read back from
+    storage (and its ``activity_id``, trusted, if there), built without validation, as
+    ``model_construct`` would build it, for less."""
     activity: Activity = _new_object(Activity)
     _set_slot(activity, "__dict__", values)
     _set_slot(activity, "__pydantic_fields_set__", set(_ACTIVITY_FIELDS))

@@ -75,7 +75,7 @@ class ActivitySerializer(Generic[A]):
         """
         try:
             if self._plain:
-                return self._plain_activity(data, activity_id)  # type: ignore[return-value]
+                return _plain_activities([activity_id], [data])[0]  # type: ignore[return-value]
             if len(data) == 6:
                 verb_id, actor, object_, target, micros, extra_context = data
                 extra = None
@@ -96,37 +96,6 @@ class ActivitySerializer(Generic[A]):
                 f"cannot decode a {self.activity_class.__name__} from {data!r:.200}: {exc}"
             ) from exc
 
-    @staticmethod
-    def _plain_activity(data: Any, activity_id: str | None) -> Activity:
-        """A plain ``Activity`` without validation: cheap type checks, so corrupt rows fail
-        loudly; an ``extra`` field (a subclass's) is ignored, as the class has none."""
-        if type(data) is not list:
-            raise TypeError(f"expected an array, got {type(data).__name__}")
-        if len(data) == 7:
-            verb_id, actor, object_, target, micros, extra_context, _ = data
-        else:
-            verb_id, actor, object_, target, micros, extra_context = data
-        if (
-            type(actor) not in _ID_TYPES
-            or type(object_) not in _ID_TYPES
-            or (target is not None and type(target) not in _ID_TYPES)
-        ):
-            raise TypeError(f"ids must be int or str, got {actor!r}, {object_!r}, {target!r}")
-        if type(micros) is not int:
-            raise TypeError(f"time must be integer microseconds, got {micros!r}")
-        if extra_context is None:
-            extra_context = {}
-        elif type(extra_context) is not dict:
-            raise TypeError(f"extra_context must be an object, got {extra_context!r}")
-        time = _times.get(micros)
-        if time is None:
-            if len(_times) >= TIME_CACHE:
-                _times.clear()
-            time = _times[micros] = _EPOCH + timedelta(0, 0, micros)
-        return stored_activity(
-            actor, get_verb_by_id(verb_id), object_, target, time, extra_context, activity_id
-        )
-
     def loads_rows(self, rows: Sequence[tuple[str, bytes]]) -> list[A]:
         """Decode stored rows ``(activity_id, data)`` with one JSON parse for them all; each
         id is trusted as that of its data (it is the key the data was stored under)."""
@@ -141,11 +110,7 @@ class ActivitySerializer(Generic[A]):
             return [self.from_data(_parse(data), activity_id) for activity_id, data in rows]
         if self._plain:
             try:
-                plain = self._plain_activity
-                return [
-                    plain(data, row[0])  # type: ignore[misc]
-                    for row, data in zip(rows, decoded, strict=True)
-                ]
+                return _plain_activities([row[0] for row in rows], decoded)  # type: ignore[return-value]
             except (TypeError, ValueError, KeyError, OverflowError):
                 pass  # decode each below, so the error names the row
         return [
@@ -212,6 +177,49 @@ class AggregatedSerializer(Generic[G]):
             raise SerializationError(
                 f"cannot decode a {self.aggregated_class.__name__} from {raw!r:.200}: {exc}"
             ) from exc
+
+
+def _plain_activities(ids: Sequence[str | None], arrays: Sequence[Any]) -> list[Activity]:
+    """Plain ``Activity`` objects without validation: cheap type checks, so corrupt rows fail
+    loudly; an ``extra`` field (a subclass's) is ignored, as the class has none. An id given
+    is trusted as its activity's."""
+    built = []
+    for activity_id, data in zip(ids, arrays, strict=True):
+        if type(data) is not list:
+            raise TypeError(f"expected an array, got {type(data).__name__}")
+        if len(data) == 7:
+            verb_id, actor, object_, target, micros, extra_context, _ = data
+        else:
+            verb_id, actor, object_, target, micros, extra_context = data
+        if (
+            type(actor) not in _ID_TYPES
+            or type(object_) not in _ID_TYPES
+            or (target is not None and type(target) not in _ID_TYPES)
+        ):
+            raise TypeError(f"ids must be int or str, got {actor!r}, {object_!r}, {target!r}")
+        if type(micros) is not int:
+            raise TypeError(f"time must be integer microseconds, got {micros!r}")
+        if extra_context is None:
+            extra_context = {}
+        elif type(extra_context) is not dict:
+            raise TypeError(f"extra_context must be an object, got {extra_context!r}")
+        time = _times.get(micros)
+        if time is None:
+            if len(_times) >= TIME_CACHE:
+                _times.clear()
+            time = _times[micros] = _EPOCH + timedelta(0, 0, micros)
+        values = {
+            "actor": actor,
+            "verb": get_verb_by_id(verb_id),
+            "object": object_,
+            "target": target,
+            "time": time,
+            "extra_context": extra_context,
+        }
+        if activity_id is not None:
+            values["activity_id"] = activity_id  # the cached_property's slot
+        built.append(stored_activity(values))
+    return built
 
 
 def _parse(raw: bytes | str) -> Any:

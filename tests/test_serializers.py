@@ -189,8 +189,9 @@ def test_stored_activity_sets_every_field_as_validation_does():
     from asyncfeeds.activity import stored_activity
 
     activity = make_activity(1)
-    built = stored_activity(activity.actor, activity.verb, activity.object, activity.target,
-                            activity.time, activity.extra_context)
+    built = stored_activity({"actor": activity.actor, "verb": activity.verb,
+                             "object": activity.object, "target": activity.target,
+                             "time": activity.time, "extra_context": activity.extra_context})
     assert built.model_fields_set == set(Activity.model_fields)  # as model_construct set it
     assert full_dump(built) == full_dump(activity) and built == activity
 
