@@ -53,6 +53,18 @@ def redis_used_memory_mb(port: int, host: str = "127.0.0.1") -> float:
     return int(redis_info(port, "memory", host)["used_memory"]) / MIB
 
 
+def redis_data_bytes(port: int, host: str = "127.0.0.1") -> int:
+    """``used_memory`` less what clients' buffers and the Lua script cache take, in bytes.
+
+    Deltas of this between two moments are what the keys written in between cost; a
+    library loading its scripts, or a client's reply buffer, does not count.
+    """
+    info = redis_info(port, "memory", host)
+    extra = sum(int(info.get(field, 0)) for field in ("mem_clients_normal",
+                                                      "used_memory_scripts_eval"))
+    return int(info["used_memory"]) - extra
+
+
 def loadavg() -> list[str]:
     """The 1, 5 and 15 minute load averages."""
     with open("/proc/loadavg") as load:
