@@ -26,7 +26,11 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_PEER_DIR = HERE.parent.parent / "shared" / "bench" / "peer"
+DEFAULT_PEER_DIR = next(
+    (up / "shared" / "bench" / "peer" for up in (HERE.parent.parent, HERE.parent.parent.parent)
+     if (up / "shared" / "bench" / "peer" / "harness.py").is_file()),
+    HERE.parent.parent / "shared" / "bench" / "peer",
+)
 DRIVERS = ("asyncfeeds", "stream_framework")
 WORKLOADS = ("W1", "W1Q", "W2", "W3", "W4", "W5", "MEM", "RET")
 """The peer's W1-W5 plus: W1Q (W1 through arq workers; SF: its eager W1, the reference),

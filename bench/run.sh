@@ -14,8 +14,9 @@
 #
 # Env: PORT (6391)  PIN cross|same|none (cross)  REPEAT (3)  SIZES W1 follower
 # counts (1000,10000,100000)  WORKLOADS (W1,W1Q,W2,W3,W4,W5,MEM,RET,CASS)
-# RET_REPEAT repetitions of the retention step (1: its memory numbers repeat exactly;
-# Stream Framework takes ~1.5 min a run)  WORKER_CPUS taskset list of the W1Q worker
+# RET_REPEAT repetitions of the retention step (1: its memory numbers repeat within ~2%;
+# Stream Framework takes ~1.5 min a run)  W5_REPEAT repetitions of W5 (1: it checks the
+# box, not a library; ~2 min a library)  WORKER_CPUS taskset list of the W1Q worker
 # processes (all)  CASSANDRA_FOLLOWERS (10000)  PEER_DIR (../shared/bench/peer
 # beside the repo)  SF_VENV (the peer's .venv if built, else one built in
 # ~/.cache/asyncfeeds/sf-bench)
@@ -32,9 +33,15 @@ REPEAT=${REPEAT:-3}
 SIZES=${SIZES:-1000,10000,100000}
 WORKLOADS=${WORKLOADS:-W1,W1Q,W2,W3,W4,W5,MEM,RET,CASS}
 RET_REPEAT=${RET_REPEAT:-1}
+W5_REPEAT=${W5_REPEAT:-1}
 WORKER_CPUS=${WORKER_CPUS:-all}
 CASSANDRA_FOLLOWERS=${CASSANDRA_FOLLOWERS:-10000}
-PEER_DIR=${PEER_DIR:-$(cd "$REPO/.." && pwd)/shared/bench/peer}
+if [ -z "${PEER_DIR:-}" ]; then  # shared/ beside the repo (or beside a worktrees folder)
+    for up in .. ../..; do
+        PEER_DIR=$(cd "$REPO/$up" && pwd)/shared/bench/peer
+        [ -f "$PEER_DIR/harness.py" ] && break
+    done
+fi
 OUT_DIR=${OUT_DIR:-$BENCH/results}
 AF_PYTHON=${AF_PYTHON:-$REPO/.venv/bin/python}
 
@@ -129,7 +136,7 @@ for w in "${ONLY[@]}"; do
 done
 for step in "${STEPS[@]}"; do
     w=${step%%:*}; n=${step#*:}; [ "$n" = "$step" ] && n=1000
-    reps=$REPEAT; [ "$w" = RET ] && reps=$RET_REPEAT
+    reps=$REPEAT; [ "$w" = RET ] && reps=$RET_REPEAT; [ "$w" = W5 ] && reps=$W5_REPEAT
     for rep in $(seq 0 $((reps - 1))); do
         for driver in stream_framework asyncfeeds; do
             out="$LOCAL/$driver-${step/:/-}-rep$rep.json"
