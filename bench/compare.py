@@ -227,6 +227,29 @@ CASSANDRA_TARGET = 25_000
 """Issue 11: eager fanout to 10,000 feeds on the Cassandra test node, writes/s (absolute)."""
 
 
+EXPECTED: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "verified_all_found": lambda r: r["verified_all_found"] == r["verified_all_checked"],
+    "verified_sample_found": lambda r: r["verified_sample_found"] == r["verified_sample_checked"],
+    "result_ok": lambda r: r["result_ok"] is True,
+    "short_pages": lambda r: r["short_pages"] == 0,
+    "duplicate_group_entries": lambda r: r["duplicate_group_entries"] == 0,
+    "activities_accounted": lambda r: r["activities_accounted"] == r.get("adds", 2000),
+    "count_unseen_after": lambda r: r["count_unseen_after"] == 0,
+    "user_feed_count": lambda r: r["user_feed_count"] == r["follower_feed_count"] == 50,
+}
+"""The untimed checks a run records, and what they must say (a failed one voids the row)."""
+SIZED = ("W1_fanout", "W1_arq", "MEM_activity_storage")
+
+
+def failed_checks(doc: dict[str, Any], path: tuple[str, ...]) -> list[str]:
+    """Names of the checks that failed in any repetition of the runs behind ``path``."""
+    key = f"{path[0]}/{path[1]}" if path[0] in SIZED else path[0]
+    failed = set()
+    for run in doc.get("raw_runs", {}).get(key, []):
+        failed.update(name for name, ok in EXPECTED.items() if name in run and not ok(run))
+    return sorted(failed)
+
+
 def target_table(sf: dict[str, Any], af: dict[str, Any],
                  cassandra: dict[str, Any] | None = None) -> str:
     """Issue 11's rows: SF, asyncfeeds, ratio, paired ratios, target, met / missed."""
@@ -251,6 +274,9 @@ def target_table(sf: dict[str, Any], af: dict[str, Any],
             shown += f" ({extra[0]})"
             met = bool(met) and extra[1]
         verdict_text = "-" if met is None else "met" if met else "missed"
+        failed = failed_checks(af, target.path) + failed_checks(sf, target.sf_path or target.path)
+        if failed:
+            verdict_text = f"VOID: check failed ({', '.join(failed)})"
         lines.append(f"| {target.label} | {fmt(a['median'])} | {shown} | "
                      f"{'-' if ratio is None else f'{ratio:.2f}x'} | {paired} | "
                      f"{target.text()} | {verdict_text} |")

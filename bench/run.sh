@@ -134,14 +134,20 @@ for w in "${ONLY[@]}"; do
         STEPS+=("$w")
     fi
 done
+FAILED=()
 for step in "${STEPS[@]}"; do
     w=${step%%:*}; n=${step#*:}; [ "$n" = "$step" ] && n=1000
     reps=$REPEAT; [ "$w" = RET ] && reps=$RET_REPEAT; [ "$w" = W5 ] && reps=$W5_REPEAT
     for rep in $(seq 0 $((reps - 1))); do
         for driver in stream_framework asyncfeeds; do
             out="$LOCAL/$driver-${step/:/-}-rep$rep.json"
-            bench "$driver" "$out" --only "$w" --fanout-sizes "$n" --repeat 1 --first-rep "$rep"
-            "$AF_PYTHON" "$BENCH/compare.py" show "$out" >&2
+            if bench "$driver" "$out" --only "$w" --fanout-sizes "$n" --repeat 1 --first-rep "$rep"
+            then
+                "$AF_PYTHON" "$BENCH/compare.py" show "$out" >&2
+            else  # one failed step must not cost the rest of the run: its rows say "not run"
+                echo "FAILED: $driver $step rep $rep (see the error above)" >&2
+                FAILED+=("$driver $step rep $rep"); rm -f "$out"
+            fi
         done
     done
 done
@@ -166,4 +172,8 @@ fi
 "$AF_PYTHON" "$BENCH/compare.py" merge --out "$NAME-asyncfeeds.json" "$LOCAL"/asyncfeeds-*.json
 "$AF_PYTHON" "$BENCH/compare.py" table "$NAME-stream_framework.json" "$NAME-asyncfeeds.json" \
     --cassandra "$CASS_JSON" | tee "$NAME.md"
+if [ "${#FAILED[@]}" -gt 0 ]; then
+    { echo; echo "Failed steps (their rows are missing or have fewer repetitions):"
+      printf -- '- %s\n' "${FAILED[@]}"; } | tee -a "$NAME.md"
+fi
 echo "results: $NAME-{stream_framework,asyncfeeds,cassandra}.json and $NAME.md" >&2
