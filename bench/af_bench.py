@@ -203,6 +203,11 @@ async def data_bytes(port: int) -> int:
     return measure.redis_data_bytes(port)
 
 
+def keys_bytes(port: int) -> int:
+    """The cross-check: the keys' own ``MEMORY USAGE`` (``measure.redis_keys_bytes``)."""
+    return measure.redis_keys_bytes(port)
+
+
 async def store_activities(driver: Any, specs: list[Any]) -> None:
     """Activity storage only: SF's ``insert_activities`` / the asyncfeeds driver's."""
     if is_sync(driver):
@@ -219,8 +224,10 @@ async def mem_activity_storage(driver: Any, port: int, n: int) -> dict[str, Any]
     before = await data_bytes(port)
     await store_activities(driver, harness.w2_activities(n))
     used = await data_bytes(port) - before
+    own = keys_bytes(port)
     await maybe_await(driver.reset())
-    return {"activities": n, "bytes": used, "bytes_per_activity": used / n}
+    return {"activities": n, "bytes": used, "bytes_per_activity": used / n,
+            "memory_usage_per_activity": own / n}
 
 
 async def mem_aggregated_group(driver: Any, port: int) -> dict[str, Any]:
@@ -232,14 +239,16 @@ async def mem_aggregated_group(driver: Any, port: int) -> dict[str, Any]:
         await maybe_await(driver.agg_add(warm, spec))
     await maybe_await(driver.reset())
     feed = await maybe_await(driver.agg_prepare(7, specs))
-    before = await data_bytes(port)
+    before, own_before = await data_bytes(port), keys_bytes(port)
     for spec in specs:
         await maybe_await(driver.agg_add(feed, spec))
     used = await data_bytes(port) - before
+    own = keys_bytes(port) - own_before
     summary = await maybe_await(driver.agg_summary(feed))
     await maybe_await(driver.reset())
     groups = summary["aggregated_count"]
-    return {"bytes": used, "groups": groups, "bytes_per_group": used / groups, **summary}
+    return {"bytes": used, "groups": groups, "bytes_per_group": used / groups,
+            "memory_usage_per_group": own / groups, **summary}
 
 
 RETENTION_ACTIVITIES = 10_000
@@ -276,6 +285,7 @@ async def retention(driver: Any, port: int) -> dict[str, Any]:
         await driver.retention_trim(1, followers, RETENTION_LENGTH)
     seconds_import = time.perf_counter() - started
     after_trim = await data_bytes(port) - before
+    own_after_trim = keys_bytes(port)
     started = time.perf_counter()
     if is_sync(driver):
         for spec in removed:
@@ -287,10 +297,12 @@ async def retention(driver: Any, port: int) -> dict[str, Any]:
         counts = await driver.retention_counts(1, followers[-1])
     seconds_remove = time.perf_counter() - started
     end = await data_bytes(port) - before
+    own_end = keys_bytes(port)
     await maybe_await(driver.reset())
     return {"activities": len(specs), "followers": len(followers), "max_length": RETENTION_LENGTH,
             "removed": len(removed), "redis_bytes_after_trim": after_trim,
-            "redis_bytes_end": end, "seconds_import": seconds_import,
+            "redis_bytes_end": end, "memory_usage_after_trim": own_after_trim,
+            "memory_usage_end": own_end, "seconds_import": seconds_import,
             "seconds_remove": seconds_remove, **counts}
 
 

@@ -79,3 +79,14 @@ def test_the_cassandra_row_is_absolute() -> None:
 
 def test_run_sh_parses() -> None:
     subprocess.run(["bash", "-n", str(BENCH / "run.sh")], check=True)
+
+
+def test_a_memory_verdict_the_cross_check_contradicts_is_disputed() -> None:
+    def group(used: float, usage: float) -> dict[str, Any]:
+        return {"bytes_per_group": used, "memory_usage_per_group": usage}
+
+    sf = doc("stream_framework", {"MEM_aggregated_group": [group(1400, 600)]})
+    af = doc("asyncfeeds", {"MEM_aggregated_group": [group(1500, 1500)]})
+    line = row(compare.target_table(sf, af), "Redis memory: aggregated group")
+    assert "(MEMORY USAGE 2.50x)" in line
+    assert line.endswith("| disputed: met by used_memory, missed by MEMORY USAGE |")
