@@ -151,8 +151,8 @@ async def w1_arq(driver: Any, n_followers: int, rep: int, workers: int,
     await driver.reset()
     followers = harness.w1_followers(n_followers)
     activity = harness.w1_activity(rep)
-    await driver.start_workers(workers, cpus)
     try:
+        await driver.start_workers(workers, cpus)
         seconds = await driver.arq_fanout(activity.actor_id, followers, activity)
     finally:
         await driver.stop_workers()

@@ -233,7 +233,13 @@ class AsyncfeedsDriver:
         for proc in self._workers:
             if proc.returncode is None:
                 proc.terminate()
-        await asyncio.wait_for(asyncio.gather(*(p.wait() for p in self._workers)), timeout=30)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in self._workers)), 30)
+        except TimeoutError:
+            for proc in self._workers:
+                if proc.returncode is None:
+                    proc.kill()
+            await asyncio.gather(*(p.wait() for p in self._workers))
         self._workers = []
         if self._worker_log is not None:
             self._worker_log.close()
