@@ -18,8 +18,11 @@ from ...keys import KeyFormat
 from ..base import Bounds, Entry, expiry_cutoff, within_ttl
 from . import registry
 from .activities import CassandraActivityStorage, seconds_left
-from .batches import chunks, write_partition
+from .batches import IN_LIMIT, chunks, write_rows
 from .connection import CassandraClient, get_client
+
+TRIM_ROWS = 5000
+"""Ids one trim query reads at most (feeds of a chunk share a query while they fit)."""
 
 
 class CassandraTimelineStorage:
@@ -50,86 +53,98 @@ class CassandraTimelineStorage:
         version: int,
     ) -> dict[str, int]:
         client, table = self._client()
-        keys = [key for key, items in entries.items() if items]
-        writes = asyncio.gather(
-            *(self._add_one(client, table, k, entries[k], max_length, version) for k in keys)
-        )
+        cutoff = self._cutoff()
+        plan = {
+            key: sorted({i for i, _ in items if i >= cutoff}, reverse=True)
+            for key, items in entries.items()
+            if items
+        }
         calls: list[Awaitable[object]] = [
-            registry.register(client, self.table, self.key_prefix, keys),
+            registry.register(client, self.table, self.key_prefix, list(plan)),
         ]
         data = {i: item for items in entries.values() for i, item in items if item}
         if data:
             calls.append(self.activities.add_many(data))
-        added, _ = await asyncio.gather(writes, asyncio.gather(*calls))
+        added, _ = await asyncio.gather(
+            self._add_all(client, table, plan, max_length, version), asyncio.gather(*calls)
+        )
         counts = dict.fromkeys(entries, 0)
-        counts.update(zip(keys, added, strict=True))
+        counts.update(added)
         return counts
 
-    async def _add_one(
+    async def _add_all(
         self,
         client: CassandraClient,
         table: str,
-        key: str,
-        items: Sequence[Entry],
+        plan: Mapping[str, Sequence[str]],
         max_length: int | None,
         version: int,
-    ) -> int:
-        cutoff = self._cutoff()
-        ids = sorted({i for i, _ in items if i >= cutoff}, reverse=True)
-        present = await self._present(client, table, key, ids)
-        # Entries older than the newest max_length of this very call cannot survive the trim.
-        kept = ids if max_length is None else ids[:max_length]
+    ) -> dict[str, int]:
+        """Read which ids are held, write the rest as batches, then trim every feed."""
+        present = await self._present_many(client, table, plan)
         ttl = self.activities.ttl
-        await write_partition(
+        # Entries older than the newest max_length of this very call cannot survive the trim.
+        await write_rows(
             client,
             f"INSERT INTO {table} (feed_key, activity_id) VALUES (?, ?) "
             f"USING TIMESTAMP ? AND TTL ?",
-            [(key, i, version, seconds_left(i, ttl) or 0) for i in kept],
+            [
+                (key, i, version, seconds_left(i, ttl) or 0)
+                for key, ids in plan.items()
+                for i in (ids if max_length is None else ids[:max_length])
+            ],
         )
         if max_length is not None:
-            await self._trim(client, table, key, max_length)
-        return sum(1 for activity_id in ids if activity_id not in present)
+            await self._trim_many(client, table, list(plan), max_length)
+        return {
+            key: sum(1 for i in ids if i not in present.get(key, ())) for key, ids in plan.items()
+        }
 
     async def remove_many(
         self, entries: Mapping[str, Sequence[str]], version: int
     ) -> dict[str, int]:
-        client, table = self._client()
-        removed = await asyncio.gather(
-            *(self._remove_one(client, table, key, ids, version) for key, ids in entries.items())
-        )
-        return dict(zip(entries, removed, strict=True))
-
-    async def _remove_one(
-        self, client: CassandraClient, table: str, key: str, ids: Sequence[str], version: int
-    ) -> int:
         """Delete every id, held or not: the tombstone keeps an older, late add out."""
-        unique = list(dict.fromkeys(ids))
-        present = await self._present(client, table, key, unique)
-        delete = f"DELETE FROM {table} USING TIMESTAMP ? WHERE feed_key = ? AND activity_id IN ?"
-        await asyncio.gather(
-            *(client.execute(delete, [version, key, list(c)]) for c in chunks(unique))
+        client, table = self._client()
+        plan = {key: list(dict.fromkeys(ids)) for key, ids in entries.items()}
+        present = await self._present_many(client, table, plan)
+        await write_rows(
+            client,
+            f"DELETE FROM {table} USING TIMESTAMP ? WHERE feed_key = ? AND activity_id IN ?",
+            [(version, key, list(c)) for key, ids in plan.items() for c in chunks(ids)],
         )
-        return len(present)
+        return {key: len(present.get(key, ())) for key in entries}
 
     async def trim(self, key: str, length: int) -> None:
         client, table = self._client()
-        await self._trim(client, table, key, length)
+        await self._trim_many(client, table, [key], length)
 
-    async def _trim(self, client: CassandraClient, table: str, key: str, length: int) -> None:
+    async def _trim_many(
+        self, client: CassandraClient, table: str, keys: Sequence[str], length: int
+    ) -> None:
+        """Cut each feed to its newest ``length`` ids: one read per chunk of feeds, and
+        ONE range tombstone per feed that is longer."""
         if length == 0:
-            await client.execute(f"DELETE FROM {table} WHERE feed_key = ?", [key])
+            await write_rows(client, f"DELETE FROM {table} WHERE feed_key = ?", [[k] for k in keys])
             return
-        newest = await client.execute(
-            f"SELECT activity_id FROM {table} WHERE feed_key = ? LIMIT ?",
-            [key, length + 1],
-            page_size=length + 1,
+        select = (
+            f"SELECT feed_key, activity_id FROM {table} WHERE feed_key IN ? PER PARTITION LIMIT ?"
         )
-        ids = [row["activity_id"] for row in newest]
-        if len(ids) > length:
-            await client.execute(
-                f"DELETE FROM {table} WHERE feed_key = ? AND activity_id < ?",
-                [key, ids[length - 1]],
+        per_query = max(1, TRIM_ROWS // (length + 1))
+        pages = await asyncio.gather(
+            *(
+                client.rows(select, [list(c), length + 1], page_size=TRIM_ROWS)
+                for c in chunks(keys, min(per_query, IN_LIMIT))
             )
+        )
+        newest: dict[str, list[str]] = {}
+        for rows in pages:
+            for row in rows:
+                newest.setdefault(row["feed_key"], []).append(row["activity_id"])
+        await write_rows(
+            client,
+            f"DELETE FROM {table} WHERE feed_key = ? AND activity_id < ?",
+            [(key, ids[length - 1]) for key, ids in newest.items() if len(ids) > length],
+        )
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         client, table = self._client()
@@ -206,15 +221,37 @@ class CassandraTimelineStorage:
         )
         return int(newer.first()["count"]) if present else None
 
-    @staticmethod
     async def _present(
-        client: CassandraClient, table: str, key: str, ids: Sequence[str]
+        self, client: CassandraClient, table: str, key: str, ids: Sequence[str]
     ) -> set[str]:
-        select = f"SELECT activity_id FROM {table} WHERE feed_key = ? AND activity_id IN ?"
-        results = await asyncio.gather(
-            *(client.execute(select, [key, list(c)]) for c in chunks(ids))
+        return (await self._present_many(client, table, {key: ids})).get(key, set())
+
+    @staticmethod
+    async def _present_many(
+        client: CassandraClient, table: str, plan: Mapping[str, Sequence[str]]
+    ) -> dict[str, set[str]]:
+        """The ids of ``plan`` each feed holds: feeds asking the same ids share queries."""
+        by_ids: dict[tuple[str, ...], list[str]] = {}
+        for key, ids in plan.items():
+            if ids:
+                by_ids.setdefault(tuple(ids), []).append(key)
+        select = (
+            f"SELECT feed_key, activity_id FROM {table} "
+            f"WHERE feed_key IN ? AND activity_id IN ?"
         )
-        return {row["activity_id"] for result in results for row in result}
+        results = await asyncio.gather(
+            *(
+                client.execute(select, [list(k), list(i)], page_size=IN_LIMIT)
+                for ids, keys in by_ids.items()
+                for i in chunks(ids)
+                for k in chunks(keys, max(1, IN_LIMIT // len(i)))
+            )
+        )
+        present: dict[str, set[str]] = {}
+        for result in results:
+            for row in result:
+                present.setdefault(row["feed_key"], set()).add(row["activity_id"])
+        return present
 
 
 def _clustering_range(bounds: Bounds) -> tuple[str, list[object]]:
