@@ -22,7 +22,10 @@ from .batches import IN_LIMIT, chunks, write_rows
 from .connection import CassandraClient, get_client
 
 TRIM_ROWS = 5000
-"""Ids one trim query reads at most (feeds of a chunk share a query while they fit)."""
+"""Ids one trim query reads at most (feeds of a chunk share a query while they fit).
+
+Multi-partition reads here are bounded by their ``IN`` lists and limits and run
+unpaged: a paged ``IN`` query makes Cassandra read its partitions one by one."""
 
 
 class CassandraTimelineStorage:
@@ -130,15 +133,15 @@ class CassandraTimelineStorage:
             f"SELECT feed_key, activity_id FROM {table} WHERE feed_key IN ? PER PARTITION LIMIT ?"
         )
         per_query = max(1, TRIM_ROWS // (length + 1))
-        pages = await asyncio.gather(
+        results = await asyncio.gather(
             *(
-                client.rows(select, [list(c), length + 1], page_size=TRIM_ROWS)
+                client.execute(select, [list(c), length + 1])
                 for c in chunks(keys, min(per_query, IN_LIMIT))
             )
         )
         newest: dict[str, list[str]] = {}
-        for rows in pages:
-            for row in rows:
+        for result in results:
+            for row in result:
                 newest.setdefault(row["feed_key"], []).append(row["activity_id"])
         await write_rows(
             client,
@@ -241,7 +244,7 @@ class CassandraTimelineStorage:
         )
         results = await asyncio.gather(
             *(
-                client.execute(select, [list(k), list(i)], page_size=IN_LIMIT)
+                client.execute(select, [list(k), list(i)])
                 for ids, keys in by_ids.items()
                 for i in chunks(ids)
                 for k in chunks(keys, max(1, IN_LIMIT // len(i)))
