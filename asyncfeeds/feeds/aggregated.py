@@ -321,8 +321,11 @@ class AggregatedFeed(Feed[AggregatedT]):
         user_ids: Sequence[int | str],
         activities: Sequence[Activity],
         version: int | None = None,
+        *,
+        count: bool = True,
     ) -> int:
-        """Add activities to many users' feeds, each from its newest stored copy."""
+        """Add activities to many users' feeds, each from its newest stored copy (the
+        commit tells what was new, so ``count`` changes nothing here)."""
         version = current_version() if version is None else version
 
         async def plan_factory() -> Plan:

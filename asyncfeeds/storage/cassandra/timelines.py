@@ -7,6 +7,11 @@ The activity data lives once in the activities table; a page is hydrated from
 it. Trimming reads the ids down to position ``max_length`` and drops the rest
 with ONE range tombstone. It runs after the write, so among concurrent writers
 the last to read sees every row and the feed never stays above ``max_length``.
+
+A chunk of feeds (fanout) costs a few requests, not a few per feed: the inserts
+go as unlogged batches (idempotent, so a retry completes a partial one), and
+the presence read (only to count new ids; fanout skips it) and the trim read
+are multi-partition ``IN`` queries.
 """
 
 from __future__ import annotations
@@ -54,7 +59,11 @@ class CassandraTimelineStorage:
         entries: Mapping[str, Sequence[Entry]],
         max_length: int | None,
         version: int,
+        *,
+        count: bool = True,
     ) -> dict[str, int]:
+        """New ids per key; with ``count=False`` nothing is read first and the ids
+        written per key come back instead (fanout needs no count)."""
         client, table = self._client()
         cutoff = self._cutoff()
         plan = {
@@ -69,7 +78,8 @@ class CassandraTimelineStorage:
         if data:
             calls.append(self.activities.add_many(data))
         added, _ = await asyncio.gather(
-            self._add_all(client, table, plan, max_length, version), asyncio.gather(*calls)
+            self._add_all(client, table, plan, max_length, version, count),
+            asyncio.gather(*calls),
         )
         counts = dict.fromkeys(entries, 0)
         counts.update(added)
@@ -82,23 +92,27 @@ class CassandraTimelineStorage:
         plan: Mapping[str, Sequence[str]],
         max_length: int | None,
         version: int,
+        count: bool,
     ) -> dict[str, int]:
-        """Read which ids are held, write the rest as batches, then trim every feed."""
-        present = await self._present_many(client, table, plan)
-        ttl = self.activities.ttl
+        """Read which ids are held (to count), write as batches, then trim every feed."""
+        present = await self._present_many(client, table, plan) if count else {}
         # Entries older than the newest max_length of this very call cannot survive the trim.
+        kept = {key: ids if max_length is None else ids[:max_length] for key, ids in plan.items()}
+        ttl = self.activities.ttl
         await write_rows(
             client,
             f"INSERT INTO {table} (feed_key, activity_id) VALUES (?, ?) "
             f"USING TIMESTAMP ? AND TTL ?",
             [
                 (key, i, version, seconds_left(i, ttl) or 0)
-                for key, ids in plan.items()
-                for i in (ids if max_length is None else ids[:max_length])
+                for key, ids in kept.items()
+                for i in ids
             ],
         )
         if max_length is not None:
             await self._trim_many(client, table, list(plan), max_length)
+        if not count:
+            return {key: len(ids) for key, ids in kept.items()}
         return {
             key: sum(1 for i in ids if i not in present.get(key, ())) for key, ids in plan.items()
         }
