@@ -140,17 +140,20 @@ class CassandraTimelineStorage:
     ) -> None:
         """Cut each feed to its newest ``length`` ids: one read per chunk of feeds, and
         ONE range tombstone per feed that is longer."""
+        if not keys:
+            return
         if length == 0:
             await write_rows(client, f"DELETE FROM {table} WHERE feed_key = ?", [[k] for k in keys])
             return
         select = (
             f"SELECT feed_key, activity_id FROM {table} WHERE feed_key IN ? PER PARTITION LIMIT ?"
         )
-        per_query = max(1, TRIM_ROWS // (length + 1))
+        per_query = min(max(1, TRIM_ROWS // (length + 1)), IN_LIMIT)
+        queries = -(-len(keys) // per_query)
         results = await asyncio.gather(
             *(
                 client.execute(select, [list(c), length + 1])
-                for c in chunks(keys, min(per_query, IN_LIMIT))
+                for c in chunks(keys, -(-len(keys) // queries))
             )
         )
         newest: dict[str, list[str]] = {}
