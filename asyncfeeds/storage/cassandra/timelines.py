@@ -156,14 +156,18 @@ class CassandraTimelineStorage:
                 for c in chunks(keys, -(-len(keys) // queries))
             )
         )
-        newest: dict[str, list[str]] = {}
+        held: dict[str, int] = {}
+        oldest_kept: dict[str, str] = {}
         for result in results:
-            for row in result:
-                newest.setdefault(row["feed_key"], []).append(row["activity_id"])
+            for row in result:  # up to length + 1 rows a feed: tuples, the fastest access
+                key, activity_id = row.as_tuple()
+                held[key] = position = held.get(key, 0) + 1
+                if position == length:
+                    oldest_kept[key] = activity_id
         await write_rows(
             client,
             f"DELETE FROM {table} WHERE feed_key = ? AND activity_id < ?",
-            [(key, ids[length - 1]) for key, ids in newest.items() if len(ids) > length],
+            [(key, oldest_kept[key]) for key, n in held.items() if n > length],
         )
 
     async def delete_many(self, keys: Sequence[str]) -> None:
