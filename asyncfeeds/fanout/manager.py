@@ -204,7 +204,7 @@ class Manager(ManagerNames):
                 user_ids, _whole(activities, operation), version, count=False
             )
         elif operation == "remove":
-            written = await feed_class.fanout_remove(user_ids, activities, version)
+            written = await feed_class.fanout_remove(user_ids, activities, version, count=False)
         elif operation == "update":
             written = await feed_class.fanout_update(
                 user_ids, _whole(activities, operation), version

@@ -156,6 +156,25 @@ class CassandraFeed(_CassandraBinding, Feed[ActivityT]):
         )
         return sum(written.values())
 
+    @classmethod
+    async def fanout_remove(
+        cls,
+        user_ids: Sequence[int | str],
+        activities: Sequence[Activity | str],
+        version: int | None = None,
+        *,
+        count: bool = True,
+    ) -> int:
+        """``Feed.fanout_remove``; with ``count=False`` it deletes without reading first."""
+        if count:
+            return await super().fanout_remove(user_ids, activities, version)
+        version = current_version() if version is None else version
+        ids = cls.activity_ids(activities)
+        deleted = await cls._flat_timelines().remove_many(
+            {cls.feed_key(u): ids for u in user_ids}, version, count=False
+        )
+        return sum(deleted.values())
+
 
 class CassandraAggregatedFeed(_CassandraBinding, AggregatedFeed[AggregatedT]):
     """An aggregated feed in Cassandra: one row per feed, committed by lightweight transaction."""

@@ -118,17 +118,23 @@ class CassandraTimelineStorage:
         }
 
     async def remove_many(
-        self, entries: Mapping[str, Sequence[str]], version: int
+        self, entries: Mapping[str, Sequence[str]], version: int, *, count: bool = True
     ) -> dict[str, int]:
-        """Delete every id, held or not: the tombstone keeps an older, late add out."""
+        """Delete every id, held or not: the tombstone keeps an older, late add out.
+
+        Removed ids per key; with ``count=False`` nothing is read first and the ids
+        deleted per key come back instead.
+        """
         client, table = self._client()
         plan = {key: list(dict.fromkeys(ids)) for key, ids in entries.items()}
-        present = await self._present_many(client, table, plan)
+        present = await self._present_many(client, table, plan) if count else {}
         await write_rows(
             client,
             f"DELETE FROM {table} USING TIMESTAMP ? WHERE feed_key = ? AND activity_id IN ?",
             [(version, key, list(c)) for key, ids in plan.items() for c in chunks(ids)],
         )
+        if not count:
+            return {key: len(plan[key]) for key in entries}
         return {key: len(present.get(key, ())) for key in entries}
 
     async def trim(self, key: str, length: int) -> None:
