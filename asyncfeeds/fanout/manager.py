@@ -200,9 +200,11 @@ class Manager(ManagerNames):
         started = time.perf_counter()
         version = current_version()
         if operation == "add":
-            written = await feed_class.fanout_add(user_ids, _whole(activities, operation), version)
+            written = await feed_class.fanout_add(
+                user_ids, _whole(activities, operation), version, count=False
+            )
         elif operation == "remove":
-            written = await feed_class.fanout_remove(user_ids, activities, version)
+            written = await feed_class.fanout_remove(user_ids, activities, version, count=False)
         elif operation == "update":
             written = await feed_class.fanout_update(
                 user_ids, _whole(activities, operation), version

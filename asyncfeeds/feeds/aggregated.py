@@ -321,8 +321,11 @@ class AggregatedFeed(Feed[AggregatedT]):
         user_ids: Sequence[int | str],
         activities: Sequence[Activity],
         version: int | None = None,
+        *,
+        count: bool = True,
     ) -> int:
-        """Add activities to many users' feeds, each from its newest stored copy."""
+        """Add activities to many users' feeds, each from its newest stored copy (the
+        commit tells what was new, so ``count`` changes nothing here)."""
         version = current_version() if version is None else version
 
         async def plan_factory() -> Plan:
@@ -338,8 +341,11 @@ class AggregatedFeed(Feed[AggregatedT]):
         user_ids: Sequence[int | str],
         activities: Sequence[Activity | str],
         version: int | None = None,
+        *,
+        count: bool = True,
     ) -> int:
-        """Take activities out of many users' feeds, wherever their groups are."""
+        """Take activities out of many users' feeds, wherever their groups are (``count``
+        changes nothing here)."""
         version = current_version() if version is None else version
         ids = cls.activity_ids(activities)
         keys = [cls.feed_key(u) for u in user_ids]

@@ -304,8 +304,14 @@ class Feed(FeedNames, Generic[ItemT]):
         user_ids: Sequence[int | str],
         activities: Sequence[Activity],
         version: int | None = None,
+        *,
+        count: bool = True,
     ) -> int:
-        """Add activities to many users' feeds in one storage batch; the data is stored already."""
+        """Add activities to many users' feeds in one storage batch; the data is stored already.
+
+        How many were new; with ``count=False`` a backend that would have to read for
+        that (Cassandra) returns how many it wrote instead.
+        """
         version = current_version() if version is None else version
         entries = [(a.activity_id, b"") for a in activities]
         added = await cls.get_timeline_storage().add_many(
@@ -319,8 +325,12 @@ class Feed(FeedNames, Generic[ItemT]):
         user_ids: Sequence[int | str],
         activities: Sequence[Activity | str],
         version: int | None = None,
+        *,
+        count: bool = True,
     ) -> int:
-        """Remove activities from many users' feeds in one storage batch."""
+        """Remove activities from many users' feeds in one storage batch; how many were
+        there (with ``count=False``, a backend that would read for that says what it
+        deleted)."""
         version = current_version() if version is None else version
         ids = cls.activity_ids(activities)
         removed = await cls.get_timeline_storage().remove_many(
