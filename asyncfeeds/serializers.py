@@ -2,15 +2,18 @@
 
 An activity is stored as the JSON array
 ``[verb_id, actor, object, target, time_micros, extra_context, subclass_fields]``
-and an aggregated activity as
-``[group, created, updated, seen, read, minimized, [activity arrays...]]``; which
-activities a group holds beyond the kept ones is known to the feed's index, not the group.
+and an aggregated activity in a compact text form a Lua script can extend:
+``~<created>|<updated>|<seen>|<read>|<minimized>|<group bytes>|<group>`` (times as
+18 digits of µs, empty for none) then per kept activity ``<id bytes>|<id><data bytes>|<data>``.
+The older JSON form ``[group, created, updated, seen, read, minimized, [activity
+arrays...]]`` still loads. Which activities a group holds beyond the kept ones is known
+to the feed's index, not the group.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import orjson
 from pydantic import ValidationError
@@ -19,6 +22,7 @@ from .activity import (
     Activity,
     AggregatedActivity,
     epoch_micros,
+    format_micros,
     from_epoch_micros,
 )
 from .exceptions import SerializationError
@@ -28,6 +32,13 @@ A = TypeVar("A", bound=Activity)
 G = TypeVar("G", bound=AggregatedActivity)
 
 _BASE_FIELDS = frozenset(Activity.model_fields)
+
+DECODED_CACHE = 4096
+"""Decoded activities one aggregated serializer keeps (cleared when full)."""
+
+
+def _caches_id(activity_class: type[Activity]) -> bool:
+    return getattr(activity_class, "activity_id", None) is Activity.__dict__["activity_id"]
 
 
 def _subclass_fields(activity_class: type[Activity]) -> tuple[str, ...]:
@@ -42,6 +53,8 @@ class ActivitySerializer(Generic[A]):
             raise TypeError(f"activity_class must be an Activity subclass, got {activity_class!r}")
         self.activity_class = activity_class
         self._extra_fields = _subclass_fields(activity_class)
+        self.keeps_ids = _caches_id(activity_class)
+        """Whether a decoded activity may take its stored id instead of hashing it again."""
 
     def to_data(self, activity: Activity) -> list[Any]:
         """The JSON-ready array of one activity."""
@@ -118,24 +131,37 @@ class AggregatedSerializer(Generic[G]):
     ) -> None:
         self.aggregated_class = aggregated_class
         self.activities = activity_serializer
+        self._decoded: dict[bytes, Activity] = {}
+        """Activities decoded from the compact form by their encoding: activities are frozen,
+        so groups may share them (only those without mutable extra context or fields)."""
+        self._caches = not activity_serializer._extra_fields
 
     def dumps(self, aggregated: AggregatedActivity) -> bytes:
-        """Encode one aggregated activity."""
-        return orjson.dumps(
-            [
-                aggregated.group,
-                _micros_or_none(aggregated.created_at),
-                _micros_or_none(aggregated.updated_at),
-                _micros_or_none(aggregated.seen_at),
-                _micros_or_none(aggregated.read_at),
+        """Encode one aggregated activity (the compact form)."""
+        group = aggregated.group.encode()
+        parts = [
+            b"~%s|%s|%s|%s|%d|%d|%s"
+            % (
+                _digits(aggregated.created_at),
+                _digits(aggregated.updated_at),
+                _digits(aggregated.seen_at),
+                _digits(aggregated.read_at),
                 aggregated.minimized_activities,
-                [self.activities.to_data(a) for a in aggregated.activities],
-            ]
-        )
+                len(group),
+                group,
+            )
+        ]
+        for activity in aggregated.activities:
+            parts.append(entry(activity.activity_id, self.activities.dumps(activity)))
+        return b"".join(parts)
 
     def loads(self, raw: bytes | str) -> G:
         """Decode one aggregated activity; ``SerializationError`` on malformed data."""
+        if isinstance(raw, str):
+            raw = raw.encode()
         try:
+            if raw[:1] == b"~":
+                return self._loads_compact(raw)
             data = orjson.loads(raw)
             group, created, updated, seen, read, minimized, activities = data
             if not isinstance(group, str) or not isinstance(minimized, int):
@@ -156,6 +182,53 @@ class AggregatedSerializer(Generic[G]):
                 f"cannot decode a {self.aggregated_class.__name__} from {raw!r:.200}: {exc}"
             ) from exc
 
+    def _loads_compact(self, raw: bytes) -> G:
+        created, updated, seen, read, minimized, size, rest = raw[1:].split(b"|", 6)
+        length = int(size)
+        group = rest[:length]
+        if len(group) != length:
+            raise ValueError("group shorter than its length")
+        ids: list[bytes] = []
+        datas: list[bytes] = []
+        at, end = length, len(rest)
+        while at < end:
+            for out in (ids, datas):
+                bar = rest.index(b"|", at)
+                start = bar + 1
+                at = start + int(rest[at:bar])
+                out.append(rest[start:at])
+        if at != end:
+            raise ValueError("activity entries overrun the data")
+        cache = self._decoded
+        found = [cache.get(data) for data in datas]
+        missing = [i for i, hit in enumerate(found) if hit is None]
+        if missing:
+            arrays = orjson.loads(b"[" + b",".join(datas[i] for i in missing) + b"]")
+            if len(cache) + len(missing) > DECODED_CACHE:
+                cache.clear()
+            for i, array in zip(missing, arrays, strict=True):
+                activity = found[i] = self.activities.from_data(array)
+                if self.activities.keeps_ids:
+                    activity.__dict__["activity_id"] = ids[i].decode()
+                if self._caches and not activity.extra_context:
+                    cache[datas[i]] = activity
+        activities = cast(list[Activity], found)
+        return self.aggregated_class.model_construct(
+            group=group.decode(),
+            created_at=_time_of_digits(created),
+            updated_at=_time_of_digits(updated),
+            seen_at=_time_of_digits(seen),
+            read_at=_time_of_digits(read),
+            minimized_activities=int(minimized),
+            activities=activities,
+        )
+
+
+def entry(activity_id: str, data: bytes) -> bytes:
+    """One kept activity in the compact group form: its id and encoding, length-prefixed."""
+    ident = activity_id.encode()
+    return b"%d|%s%d|%s" % (len(ident), ident, len(data), data)
+
 
 def _check_unvalidated(actor: Any, object_: Any, target: Any, extra_context: Any) -> None:
     """Cheap type checks for the fast path that skips validation, so corrupt rows fail loudly."""
@@ -168,8 +241,16 @@ def _check_unvalidated(actor: Any, object_: Any, target: Any, extra_context: Any
         raise TypeError(f"extra_context must be an object, got {extra_context!r}")
 
 
-def _micros_or_none(value: Any) -> int | None:
-    return None if value is None else epoch_micros(value)
+def _digits(value: Any) -> bytes:
+    return b"" if value is None else format_micros(epoch_micros(value)).encode()
+
+
+def _time_of_digits(value: bytes) -> Any:
+    if not value:
+        return None
+    if not value.isdigit():
+        raise ValueError(f"malformed time {value!r}")
+    return from_epoch_micros(int(value))
 
 
 def _time_or_none(value: int | None) -> Any:

@@ -21,19 +21,21 @@ from typing import Any, ClassVar, Self, cast
 
 from typing_extensions import TypeVar
 
-from ..activity import Activity, AggregatedActivity, epoch_micros
+from ..activity import Activity, AggregatedActivity, epoch_micros, format_micros
 from ..aggregators import BaseAggregator, RecentVerbAggregator
 from ..compat import reject_current_activities
 from ..exceptions import ConcurrentUpdateError
 from ..metrics import metered_read, metered_write
 from ..pages import Page, check_limit, decode_cursor, encode_cursor
-from ..serializers import AggregatedSerializer
+from ..serializers import AggregatedSerializer, entry
 from ..storage.base import (
     GroupQuery,
     GroupSnapshot,
     GroupStorage,
     GroupWrite,
     IndexEntry,
+    MergeAdd,
+    MergingGroupStorage,
     expiry_cutoff,
 )
 from ..versions import current_version, next_version
@@ -91,6 +93,7 @@ class AggregatedFeed(Feed[AggregatedT]):
     holds_copies: ClassVar[bool] = True
     page_kind: ClassVar[str] = "aggregated"
     _aggregated_serializer: ClassVar[AggregatedSerializer[Any] | None] = None
+    _merging: ClassVar[tuple[Any, MergingGroupStorage | None] | None] = None
 
     @classmethod
     def bind_item_class(cls, item_class: type[Any]) -> None:
@@ -124,6 +127,61 @@ class AggregatedFeed(Feed[AggregatedT]):
     async def flush(cls) -> None:
         await cls.get_group_storage().flush(cls.key_shape())
         await cls.get_activity_storage().flush()
+
+    @classmethod
+    def _merging_storage(cls) -> MergingGroupStorage | None:
+        """The group storage if it can merge adds itself: the default merge rules only."""
+        storage = cls.get_group_storage()
+        cached = cls.__dict__.get("_merging")
+        if cached is not None and cached[0] is storage:
+            return cast(MergingGroupStorage | None, cached[1])
+        group_class = cls.aggregated_activity_class
+        merging = (
+            storage
+            if isinstance(storage, MergingGroupStorage)
+            and cls.aggregator_class.merge is BaseAggregator.merge
+            and group_class.append is AggregatedActivity.append
+            and group_class.contains is AggregatedActivity.contains
+            and type(cls.get_aggregated_serializer()) is AggregatedSerializer
+            else None
+        )
+        cls._merging = (storage, merging)
+        return merging
+
+    @classmethod
+    def _merge_add(
+        cls,
+        activities: Sequence[Activity],
+        encoded: Mapping[str, bytes],
+        version: int,
+        trim: bool,
+    ) -> MergeAdd:
+        """What a merging storage needs to add ``activities`` (those older than the TTL
+        are left out, as ``_plan_add`` does)."""
+        cutoff = expiry_cutoff(cls.ttl_seconds()) or ""
+        unique = {a.activity_id: a for a in activities if a.activity_id >= cutoff}
+        aggregator = cls.get_aggregator()
+        serializer = cls.get_serializer()
+        items = []
+        for activity_id in sorted(unique):
+            activity = unique[activity_id]
+            data = encoded.get(activity_id) or serializer.dumps(activity)
+            items.append(
+                (
+                    activity_id,
+                    format_micros(epoch_micros(activity.time)),
+                    aggregator.get_group(activity),
+                    str(activity.actor),
+                    entry(activity_id, data),
+                )
+            )
+        return MergeAdd(
+            items=items,
+            version=version,
+            window=cls.merge_max_length,
+            kept=cls.aggregated_activity_class.max_aggregated_activities_length,
+            max_length=cls.max_length if trim else None,
+        )
 
     # -- the optimistic read-plan-commit loop, for many feeds at once ------------------
     @classmethod
@@ -409,6 +467,15 @@ class AggregatedFeed(Feed[AggregatedT]):
         copies, so ``encoded`` only vouches for the size check)."""
         if not checked:
             return []
+        merging = self._merging_storage()
+        if merging is not None:
+            add = self._merge_add(checked, encoded, version, trim)
+            if not add.items:
+                return []
+            (reply,) = await merging.merge_add([self.key], add, self.tracks_markers, True)
+            if isinstance(reply, list):
+                serializer = self.get_aggregated_serializer()
+                return [serializer.loads(data) for data in reply]
         plan = self._plan_add(checked, version)
         results = await self._change(
             [self.key], self._add_query(checked), _fixed(plan), trim=trim

@@ -247,6 +247,34 @@ class TimelineStorage(Protocol):
         """Remove every timeline whose key has the shape of ``key_format``."""
 
 
+@dataclass(frozen=True, slots=True)
+class MergeAdd:
+    """An add a storage merges itself (the default aggregator's rules), for many feeds.
+
+    ``items``: per activity, in id order, ``(id, 18-digit time, group key, actor,
+    compact entry)``. ``window``: the newest groups an activity may join (``None``:
+    all); ``kept``: activities a group keeps; ``max_length``: ``None`` keeps all.
+    """
+
+    items: Sequence[tuple[str, str, str, str, bytes]]
+    version: int
+    window: int | None
+    kept: int
+    max_length: int | None
+
+
+@runtime_checkable
+class MergingGroupStorage(Protocol):
+    """A group storage that can merge adds in one atomic step, without a read first."""
+
+    async def merge_add(
+        self, keys: Sequence[str], add: MergeAdd, markers: bool, with_data: bool
+    ) -> list[list[bytes] | int | None]:
+        """Per feed: the new and changed groups' data (with ``with_data``) or their
+        count, or ``None`` where the feed holds a group it cannot merge (nothing
+        written: take the read-plan-commit path)."""
+
+
 @runtime_checkable
 class GroupStorage(Protocol):
     """Aggregated timelines: per-feed groups ordered by score, written optimistically.

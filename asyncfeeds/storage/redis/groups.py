@@ -20,12 +20,14 @@ from ..base import (
     GroupSnapshot,
     GroupWrite,
     IndexEntry,
+    MergeAdd,
     oldest_score,
 )
 from .connection import Command, RedisServer, get_server
 from .keys import GROUP_SUFFIXES, counts_channel, feed_key_of, feed_key_pattern, group_keys
 from .pubsub import CountsSubscription
 from .scripts import (
+    ADD_TO_GROUPS,
     COMMIT_GROUPS,
     DELETE_GROUPS,
     MARK,
@@ -127,6 +129,43 @@ class RedisGroupStorage:
             for w in writes
         ]
         return [bool(int(reply)) for reply in await self.server.run(commands)]
+
+    async def merge_add(
+        self, keys: Sequence[str], add: MergeAdd, markers: bool, with_data: bool
+    ) -> list[list[bytes] | int | None]:
+        """Merge the activities into each feed's groups in one script call per feed,
+        all feeds in one round trip (see ``MergingGroupStorage``)."""
+        oldest = self._oldest()
+        head = [
+            add.version,
+            -1 if add.max_length is None else add.max_length,
+            1 if markers else 0,
+        ]
+        tail: list[Any] = [
+            TOMBSTONE_LIMIT,
+            oldest,
+            -1 if add.window is None else add.window,
+            add.kept,
+            1 if with_data else 0,
+        ]
+        for item in add.items:
+            tail.extend(item)
+        commands = [
+            self.server.evalsha(
+                ADD_TO_GROUPS, group_keys(key), [*head, counts_channel(key), *tail]
+            )
+            for key in keys
+        ]
+        results: list[list[bytes] | int | None] = []
+        for reply in await self.server.run(commands):
+            count = int(reply[0])
+            if count < 0:
+                results.append(None)
+            elif with_data:
+                results.append(list(reply[1:]))
+            else:
+                results.append(count)
+        return results
 
     async def index_entries(self, key: str) -> dict[str, IndexEntry]:
         """The whole index of one feed, in one round trip."""

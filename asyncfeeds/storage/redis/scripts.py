@@ -394,11 +394,94 @@ return page
 """,
 )
 
-COMMIT_GROUPS = Lua(
-    "commit_groups",
+_APPLY_GROUPS = (
     _COUNTS_JSON
     + _HDEL_ALL
     + _INDEX
+    + """
+-- Writes one feed's change on KEYS (scores, groups, version, unseen, unread, index,
+-- removals): w = {max_length (-1 = keep all), markers, channel, removals remembered,
+-- oldest score kept ('-inf': no TTL), removals = {ids}, upserts = {{id, score, data}},
+-- unseen = {ids}, index = {{activity id, entry}}}. Groups older than the TTL go too;
+-- index entries of the groups the write removes, trims or expires go with them.
+local function apply(w)
+  local dropped = {}
+  local any_dropped = false
+  local function drop(id)
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('HDEL', KEYS[2], id)
+    if w.markers then
+      redis.call('SREM', KEYS[4], id)
+      redis.call('SREM', KEYS[5], id)
+    end
+    dropped[id] = true
+    any_dropped = true
+  end
+  if w.oldest ~= '-inf' then
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. w.oldest)) do
+      drop(id)
+    end
+  end
+  for _, id in ipairs(w.removals) do
+    drop(id)
+  end
+  for _, upsert in ipairs(w.upserts) do
+    redis.call('ZADD', KEYS[1], upsert[2], upsert[1])
+    redis.call('HSET', KEYS[2], upsert[1], upsert[3])
+    dropped[upsert[1]] = nil
+  end
+  if w.markers then
+    for _, id in ipairs(w.unseen) do
+      redis.call('SADD', KEYS[4], id)
+      redis.call('SADD', KEYS[5], id)
+    end
+  end
+  if w.max_length >= 0 then
+    local excess = redis.call('ZCARD', KEYS[1]) - w.max_length
+    if excess > 0 then
+      for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do
+        drop(id)
+      end
+    end
+  end
+  for _, pair in ipairs(w.index) do
+    local activity_id, entry = pair[1], pair[2]
+    redis.call('HSET', KEYS[6], activity_id, entry)
+    if string.sub(entry, 1, 1) == '-' then
+      redis.call('ZADD', KEYS[7], string.sub(entry, 2), activity_id)
+    else
+      redis.call('ZREM', KEYS[7], activity_id)
+    end
+  end
+  if any_dropped then
+    local stale = {}
+    local all = redis.call('HGETALL', KEYS[6])
+    for j = 1, #all, 2 do
+      local id = holder(all[j + 1])
+      if id and dropped[id] then
+        stale[#stale + 1] = all[j]
+      end
+    end
+    hdel_all(KEYS[6], stale)
+  end
+  local excess = redis.call('ZCARD', KEYS[7]) - w.remembered
+  if excess > 0 then
+    local forgotten = redis.call('ZRANGE', KEYS[7], 0, excess - 1)
+    redis.call('ZREMRANGEBYRANK', KEYS[7], 0, excess - 1)
+    hdel_all(KEYS[6], forgotten)
+  end
+  redis.call('INCR', KEYS[3])
+  redis.call('PERSIST', KEYS[3])
+  if w.markers then
+    redis.call('PUBLISH', w.channel, counts_json(KEYS[4], KEYS[5]))
+  end
+end
+"""
+)
+
+COMMIT_GROUPS = Lua(
+    "commit_groups",
+    _APPLY_GROUPS
     + """
 -- KEYS: scores, groups, version, unseen, unread, index, removals.
 -- ARGV: expected version, max_length (-1 = keep all), markers (1/0), channel,
@@ -406,99 +489,217 @@ COMMIT_GROUPS = Lua(
 --       #upserts, (id, score, data)..., #unseen, ids..., #index entries,
 --       (activity id, entry)...
 -- Applies the write only if the version still holds; returns 1, or 0 if it lost.
--- Groups older than the TTL go too; index entries of the groups the write
--- removes, trims or expires go with them.
 if (redis.call('GET', KEYS[3]) or '0') ~= ARGV[1] then
   return 0
 end
-local max_length = tonumber(ARGV[2])
-local markers = ARGV[3] == '1'
-local dropped = {}
-local any_dropped = false
-
-local function drop(id)
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-  if markers then
-    redis.call('SREM', KEYS[4], id)
-    redis.call('SREM', KEYS[5], id)
-  end
-  dropped[id] = true
-  any_dropped = true
-end
-
-if ARGV[6] ~= '-inf' then
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[6])) do
-    drop(id)
-  end
-end
+local w = {max_length = tonumber(ARGV[2]), markers = ARGV[3] == '1', channel = ARGV[4],
+  remembered = tonumber(ARGV[5]), oldest = ARGV[6], removals = {}, upserts = {},
+  unseen = {}, index = {}}
 local i = 7
 local n = tonumber(ARGV[i])
 i = i + 1
 for _ = 1, n do
-  drop(ARGV[i])
+  w.removals[#w.removals + 1] = ARGV[i]
   i = i + 1
 end
 n = tonumber(ARGV[i])
 i = i + 1
 for _ = 1, n do
-  redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2])
-  dropped[ARGV[i]] = nil
+  w.upserts[#w.upserts + 1] = {ARGV[i], ARGV[i + 1], ARGV[i + 2]}
   i = i + 3
 end
 n = tonumber(ARGV[i])
 i = i + 1
 for _ = 1, n do
-  if markers then
-    redis.call('SADD', KEYS[4], ARGV[i])
-    redis.call('SADD', KEYS[5], ARGV[i])
-  end
+  w.unseen[#w.unseen + 1] = ARGV[i]
   i = i + 1
-end
-if max_length >= 0 then
-  local excess = redis.call('ZCARD', KEYS[1]) - max_length
-  if excess > 0 then
-    for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do
-      drop(id)
-    end
-  end
 end
 n = tonumber(ARGV[i])
 i = i + 1
 for _ = 1, n do
-  local activity_id, entry = ARGV[i], ARGV[i + 1]
-  redis.call('HSET', KEYS[6], activity_id, entry)
-  if string.sub(entry, 1, 1) == '-' then
-    redis.call('ZADD', KEYS[7], string.sub(entry, 2), activity_id)
-  else
-    redis.call('ZREM', KEYS[7], activity_id)
-  end
+  w.index[#w.index + 1] = {ARGV[i], ARGV[i + 1]}
   i = i + 2
 end
-if any_dropped then
-  local stale = {}
-  local all = redis.call('HGETALL', KEYS[6])
-  for j = 1, #all, 2 do
-    local id = holder(all[j + 1])
-    if id and dropped[id] then
-      stale[#stale + 1] = all[j]
+apply(w)
+return 1
+""",
+)
+
+ADD_TO_GROUPS = Lua(
+    "add_to_groups",
+    _APPLY_GROUPS
+    + """
+-- KEYS: scores, groups, version, unseen, unread, index, removals.
+-- ARGV: version, max_length (-1 = keep all), markers (1/0), channel, removals
+--       remembered, oldest score kept ('-inf': no TTL), merge window (-1 = all),
+--       activities kept per group, reply with data (1/0), then per activity, in
+--       id order: (id, 18-digit time, group key, actor, encoded entry).
+-- Merges the activities into their groups as BaseAggregator.merge and
+-- AggregatedActivity.append do, then writes like COMMIT_GROUPS, in one step.
+-- Returns {#changed, data...} (data only if asked), or {-1} without writing if a
+-- group it needs is not in the compact format (the caller takes the slow path).
+local version = tonumber(ARGV[1])
+local oldest, window_size, cap = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+
+local function parse(data)
+  local created, updated, seen, read, minimized, size, at = string.match(data,
+    '^~(%d*)|(%d*)|(%d*)|(%d*)|(%d+)|(%d+)|()')
+  if not created then
+    return nil
+  end
+  size = tonumber(size)
+  local g = {created = created, updated = updated, seen = seen, read = read,
+    minimized = tonumber(minimized), group = string.sub(data, at, at + size - 1),
+    ids = {}, items = {}}
+  at = at + size
+  while at <= #data do
+    local n, start = string.match(data, '^(%d+)|()', at)
+    local id = string.sub(data, start, start + tonumber(n) - 1)
+    local m, begin = string.match(data, '^(%d+)|()', start + tonumber(n))
+    local stop = begin + tonumber(m) - 1
+    g.ids[#g.ids + 1] = id
+    g.items[#g.items + 1] = string.sub(data, at, stop)
+    at = stop + 1
+  end
+  return g
+end
+
+local function encode(g)
+  return '~' .. g.created .. '|' .. g.updated .. '|' .. g.seen .. '|' .. g.read .. '|'
+    .. tostring(g.minimized) .. '|' .. #g.group .. '|' .. g.group .. table.concat(g.items)
+end
+
+local function append(g, id, time, item)
+  local n = #g.ids
+  local at = n + 1
+  while at > 1 and g.ids[at - 1] > id do
+    at = at - 1
+  end
+  table.insert(g.ids, at, id)
+  table.insert(g.items, at, item)
+  local overflow = #g.ids - cap
+  for _ = 1, overflow do
+    table.remove(g.ids, 1)
+    table.remove(g.items, 1)
+  end
+  if overflow > 0 then
+    g.minimized = g.minimized + overflow
+  end
+  if g.created == '' then
+    g.created = time
+  end
+  if g.updated == '' or time > g.updated then
+    g.updated = time
+  end
+end
+
+local window = nil
+local function newest_in_window(key)
+  if window == nil then
+    window = {}
+    if window_size ~= 0 then
+      local ids = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', oldest, 'LIMIT', 0,
+        window_size)
+      for _, id in ipairs(ids) do
+        local group = string.sub(id, 20)
+        if window[group] == nil then
+          window[group] = id
+        end
+      end
     end
   end
-  hdel_all(KEYS[6], stale)
+  return window[key]
 end
-local excess = redis.call('ZCARD', KEYS[7]) - tonumber(ARGV[5])
-if excess > 0 then
-  local forgotten = redis.call('ZRANGE', KEYS[7], 0, excess - 1)
-  redis.call('ZREMRANGEBYRANK', KEYS[7], 0, excess - 1)
-  hdel_all(KEYS[6], forgotten)
+
+local function live(entry)
+  if oldest == '-inf' then
+    return true
+  end
+  local id = holder(entry)
+  if not id then
+    return true
+  end
+  local score = redis.call('ZSCORE', KEYS[1], id)
+  return score and tonumber(score) >= tonumber(oldest)
 end
-redis.call('INCR', KEYS[3])
-redis.call('PERSIST', KEYS[3])
-if markers then
-  redis.call('PUBLISH', ARGV[4], counts_json(KEYS[4], KEYS[5]))
+
+local touched, created, changed, fresh, index = {}, {}, {}, {}, {}
+for i = 10, #ARGV, 5 do
+  local id, time, key, actor, item = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local entry = redis.call('HGET', KEYS[6], id)
+  if entry and not live(entry) then
+    entry = false
+  end
+  local known = entry and tonumber(string.match(entry, '^-?(%d+)'))
+  if known and known >= version then
+    -- this call, or a later one, was applied already
+  elseif entry and string.sub(entry, 1, 1) ~= '-' then
+    index[#index + 1] = {id, ARGV[1] .. string.match(entry, '^%d+( .*)$')}
+  else
+    local g = touched[key]
+    if g == nil then
+      local existing = newest_in_window(key)
+      if existing then
+        g = parse(redis.call('HGET', KEYS[2], existing))
+        if g == nil then
+          return {-1}
+        end
+      else
+        g = {created = '', updated = '', seen = '', read = '', minimized = 0, group = key,
+          ids = {}, items = {}}
+      end
+    end
+    local held = false
+    for _, other in ipairs(g.ids) do
+      if other == id then
+        held = true
+      end
+    end
+    if not held then
+      if touched[key] == nil then
+        touched[key] = g
+        if g.created == '' then
+          created[#created + 1] = key
+        else
+          changed[#changed + 1] = key
+        end
+      end
+      append(g, id, time, item)
+    end
+    fresh[#fresh + 1] = {id, key, actor}
+  end
 end
-return 1
+
+local upserts, unseen, reply = {}, {}, {0}
+for _, key in ipairs(changed) do
+  created[#created + 1] = key
+end
+for _, key in ipairs(created) do
+  local g = touched[key]
+  local aggregated_id = g.created .. ':' .. key
+  local data = encode(g)
+  upserts[#upserts + 1] = {aggregated_id, g.updated, data}
+  unseen[#unseen + 1] = aggregated_id
+  if ARGV[9] == '1' then
+    reply[#reply + 1] = data
+  end
+end
+reply[1] = #upserts
+for _, item in ipairs(fresh) do
+  local g = touched[item[2]]
+  if g then
+    local aggregated_id = g.created .. ':' .. item[2]
+    index[#index + 1] = {item[1], ARGV[1] .. ' ' .. #aggregated_id .. ' ' .. aggregated_id
+      .. item[3]}
+  end
+end
+if #upserts == 0 and #index == 0 then
+  return reply
+end
+apply({max_length = tonumber(ARGV[2]), markers = ARGV[3] == '1', channel = ARGV[4],
+  remembered = tonumber(ARGV[5]), oldest = oldest, removals = {}, upserts = upserts,
+  unseen = unseen, index = index})
+return reply
 """,
 )
 
