@@ -144,3 +144,20 @@ async def test_a_group_in_the_older_json_form_is_merged_by_the_planned_path(back
     assert [a.activity_id for a in changed.activities] == [at(1).activity_id, at(2).activity_id]
     stored = await storage.server.call("HGET", keys[1], aggregated_id)
     assert stored.startswith(b"~")
+
+
+@pytest.mark.parametrize("kind", ["aggregated", "notification"])
+async def test_fanout_add_merges_the_newest_stored_copy_like_the_planned_path(backend, kind):
+    fast_class, slow_class = twins(backend, kind)
+    first = at(1)
+    await fast_class.insert_activities([first.model_copy(update={"extra_context": {"v": 2}})])
+    counts = []
+    for feed_class in (fast_class, slow_class):
+        version = next_version()
+        counts.append(await feed_class.fanout_add([1, 2, 3], [first, at(2)], version))
+        assert await feed_class.fanout_add([1, 2, 3], [first, at(2)], version) == 0
+        held = [a for g in await feed_class(2)[:] for a in g.activities]
+        assert [a.extra_context for a in held if a == first] == [{"v": 2}]
+    assert counts[0] == counts[1] > 0
+    for user in (1, 2, 3):
+        assert await state(fast_class(user)) == await state(slow_class(user))

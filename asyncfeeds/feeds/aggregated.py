@@ -363,6 +363,24 @@ class AggregatedFeed(Feed[AggregatedT]):
         return plan
 
     @classmethod
+    async def _latest_encoded(
+        cls, activities: Sequence[Activity]
+    ) -> tuple[list[Activity], dict[str, bytes]]:
+        """``_latest`` with the stored encodings by id (where stored)."""
+        ids = [a.activity_id for a in activities]
+        stored = await cls.get_activity_storage().get_many(ids)
+        serializer = cls.get_serializer()
+        latest = []
+        encoded = {}
+        for activity, data in zip(activities, stored, strict=True):
+            if data is None:
+                latest.append(activity)
+            else:
+                latest.append(serializer.loads(data))
+                encoded[activity.activity_id] = data
+        return latest, encoded
+
+    @classmethod
     async def _latest(cls, activities: Sequence[Activity]) -> list[Activity]:
         """The newest stored copy of each activity (the manager stores every call's data)."""
         ids = [a.activity_id for a in activities]
@@ -386,9 +404,21 @@ class AggregatedFeed(Feed[AggregatedT]):
         async def plan_factory() -> Plan:
             return cls._plan_add(await cls._latest(activities), version)
 
-        keys = [cls.feed_key(u) for u in user_ids]
+        keys = list(dict.fromkeys(cls.feed_key(u) for u in user_ids))
+        added = 0
+        merging = cls._merging_storage()
+        if merging is not None and activities:
+            latest, encoded = await cls._latest_encoded(activities)
+            add = cls._merge_add(latest, encoded, version, True)
+            if not add.items:
+                return 0
+            replies = await merging.merge_add(keys, add, cls.tracks_markers, False)
+            added = sum(r for r in replies if isinstance(r, int))
+            keys = [k for k, r in zip(keys, replies, strict=True) if r is None]
+            if not keys:
+                return added
         results = await cls._change(keys, cls._add_query(activities), plan_factory)
-        return sum(len(r) for r in results.values())
+        return added + sum(len(r) for r in results.values())
 
     @classmethod
     async def fanout_remove(
