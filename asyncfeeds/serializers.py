@@ -12,7 +12,7 @@ to the feed's index, not the group.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Generic, TypeVar, cast
 
 import orjson
@@ -182,15 +182,25 @@ class AggregatedSerializer(Generic[G]):
                 f"cannot decode a {self.aggregated_class.__name__} from {raw!r:.200}: {exc}"
             ) from exc
 
+    def loads_parts(self, parts: Sequence[bytes]) -> G:
+        """Decode a group from its compact header then ids and encodings, alternating
+        (as the merge script replies); ``SerializationError`` on malformed data."""
+        try:
+            return self._build(parts[0], parts[1::2], parts[2::2])
+        except (orjson.JSONDecodeError, TypeError, ValueError, OverflowError, IndexError) as exc:
+            raise SerializationError(
+                f"cannot decode a {self.aggregated_class.__name__} from {parts!r:.200}: {exc}"
+            ) from exc
+
     def _loads_compact(self, raw: bytes) -> G:
-        created, updated, seen, read, minimized, size, rest = raw[1:].split(b"|", 6)
-        length = int(size)
-        group = rest[:length]
-        if len(group) != length:
-            raise ValueError("group shorter than its length")
+        fields = raw.split(b"|", 6)
+        if len(fields) != 7:
+            raise ValueError("expected 7 header fields")
+        rest = fields[6]
+        at = size = int(fields[5])
+        end = len(rest)
         ids: list[bytes] = []
         datas: list[bytes] = []
-        at, end = length, len(rest)
         while at < end:
             for out in (ids, datas):
                 bar = rest.index(b"|", at)
@@ -199,6 +209,17 @@ class AggregatedSerializer(Generic[G]):
                 out.append(rest[start:at])
         if at != end:
             raise ValueError("activity entries overrun the data")
+        return self._build(raw[: len(raw) - (end - size)], ids, datas)
+
+    def _build(self, header: bytes, ids: Sequence[bytes], datas: Sequence[bytes]) -> G:
+        """The group of a compact header (ending with the group) and its kept activities."""
+        if header[:1] != b"~":
+            raise ValueError("not a compact group header")
+        created, updated, seen, read, minimized, size, group = header[1:].split(b"|", 6)
+        if len(group) != int(size):
+            raise ValueError("group length does not match")
+        if len(ids) != len(datas):
+            raise ValueError("an id without its activity")
         cache = self._decoded
         found = [cache.get(data) for data in datas]
         missing = [i for i, hit in enumerate(found) if hit is None]

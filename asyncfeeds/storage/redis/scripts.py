@@ -536,8 +536,9 @@ ADD_TO_GROUPS = Lua(
 --       id order: (id, 18-digit time, group key, actor, encoded entry).
 -- Merges the activities into their groups as BaseAggregator.merge and
 -- AggregatedActivity.append do, then writes like COMMIT_GROUPS, in one step.
--- Returns {#changed, data...} (data only if asked), or {-1} without writing if a
--- group it needs is not in the compact format (the caller takes the slow path).
+-- Returns {#changed, parts...} (parts only if asked: per group {header, id, data, id,
+-- data...}), or {-1} without writing if a group it needs is not in the compact
+-- format (the caller takes the slow path).
 local version = tonumber(ARGV[1])
 local oldest, window_size, cap = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 
@@ -550,7 +551,7 @@ local function parse(data)
   size = tonumber(size)
   local g = {created = created, updated = updated, seen = seen, read = read,
     minimized = tonumber(minimized), group = string.sub(data, at, at + size - 1),
-    ids = {}, items = {}}
+    ids = {}, items = {}, datas = {}}
   at = at + size
   while at <= #data do
     local n, start = string.match(data, '^(%d+)|()', at)
@@ -559,14 +560,15 @@ local function parse(data)
     local stop = begin + tonumber(m) - 1
     g.ids[#g.ids + 1] = id
     g.items[#g.items + 1] = string.sub(data, at, stop)
+    g.datas[#g.datas + 1] = string.sub(data, begin, stop)
     at = stop + 1
   end
   return g
 end
 
-local function encode(g)
+local function header(g)
   return '~' .. g.created .. '|' .. g.updated .. '|' .. g.seen .. '|' .. g.read .. '|'
-    .. tostring(g.minimized) .. '|' .. #g.group .. '|' .. g.group .. table.concat(g.items)
+    .. tostring(g.minimized) .. '|' .. #g.group .. '|' .. g.group
 end
 
 local function append(g, id, time, item)
@@ -575,12 +577,16 @@ local function append(g, id, time, item)
   while at > 1 and g.ids[at - 1] > id do
     at = at - 1
   end
+  local n, start = string.match(item, '^(%d+)|()')
+  local _, begin = string.match(item, '^(%d+)|()', start + tonumber(n))
   table.insert(g.ids, at, id)
   table.insert(g.items, at, item)
+  table.insert(g.datas, at, string.sub(item, begin))
   local overflow = #g.ids - cap
   for _ = 1, overflow do
     table.remove(g.ids, 1)
     table.remove(g.items, 1)
+    table.remove(g.datas, 1)
   end
   if overflow > 0 then
     g.minimized = g.minimized + overflow
@@ -646,7 +652,7 @@ for i = 10, #ARGV, 5 do
         end
       else
         g = {created = '', updated = '', seen = '', read = '', minimized = 0, group = key,
-          ids = {}, items = {}}
+          ids = {}, items = {}, datas = {}}
       end
     end
     local held = false
@@ -677,11 +683,16 @@ end
 for _, key in ipairs(created) do
   local g = touched[key]
   local aggregated_id = g.created .. ':' .. key
-  local data = encode(g)
-  upserts[#upserts + 1] = {aggregated_id, g.updated, data}
+  local head = header(g)
+  upserts[#upserts + 1] = {aggregated_id, g.updated, head .. table.concat(g.items)}
   unseen[#unseen + 1] = aggregated_id
   if ARGV[9] == '1' then
-    reply[#reply + 1] = data
+    local parts = {head}
+    for j = 1, #g.ids do
+      parts[2 * j] = g.ids[j]
+      parts[2 * j + 1] = g.datas[j]
+    end
+    reply[#reply + 1] = parts
   end
 end
 reply[1] = #upserts
