@@ -182,16 +182,6 @@ class AggregatedSerializer(Generic[G]):
                 f"cannot decode a {self.aggregated_class.__name__} from {raw!r:.200}: {exc}"
             ) from exc
 
-    def loads_parts(self, parts: Sequence[bytes]) -> G:
-        """Decode a group from its compact header then ids and encodings, alternating
-        (as the merge script replies); ``SerializationError`` on malformed data."""
-        try:
-            return self._build(parts[0], parts[1::2], parts[2::2])
-        except (orjson.JSONDecodeError, TypeError, ValueError, OverflowError, IndexError) as exc:
-            raise SerializationError(
-                f"cannot decode a {self.aggregated_class.__name__} from {parts!r:.200}: {exc}"
-            ) from exc
-
     def _loads_compact(self, raw: bytes) -> G:
         fields = raw.split(b"|", 6)
         if len(fields) != 7:

@@ -161,3 +161,16 @@ async def test_fanout_add_merges_the_newest_stored_copy_like_the_planned_path(ba
     assert counts[0] == counts[1] > 0
     for user in (1, 2, 3):
         assert await state(fast_class(user)) == await state(slow_class(user))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_one_group_shuffled_one_by_one_matches_the_planned_path(backend, seed):
+    fast_class, slow_class = twins(backend, "aggregated")
+    activities = [at(n) for n in range(60)]
+    random.Random(seed).shuffle(activities)
+    for activity in activities:
+        results = [await feed_class(1).add(activity) for feed_class in (fast_class, slow_class)]
+        assert [dump(g) for g in results[0]] == [dump(g) for g in results[1]]
+    assert await state(fast_class(1)) == await state(slow_class(1))
+    (group,) = await fast_class(1)[:]
+    assert group.activity_count == 60

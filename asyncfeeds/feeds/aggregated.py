@@ -505,7 +505,7 @@ class AggregatedFeed(Feed[AggregatedT]):
             (reply,) = await merging.merge_add([self.key], add, self.tracks_markers, True)
             if isinstance(reply, list):
                 serializer = self.get_aggregated_serializer()
-                return [serializer.loads_parts(parts) for parts in reply]
+                return [serializer.loads(data) for data in reply]
         plan = self._plan_add(checked, version)
         results = await self._change(
             [self.key], self._add_query(checked), _fixed(plan), trim=trim

@@ -269,10 +269,10 @@ class MergingGroupStorage(Protocol):
 
     async def merge_add(
         self, keys: Sequence[str], add: MergeAdd, markers: bool, with_data: bool
-    ) -> list[list[Sequence[bytes]] | int | None]:
-        """Per feed: the new and changed groups (with ``with_data``: each as its compact
-        header, then ids and encodings alternating) or their count, or ``None`` where the
-        feed holds a group it cannot merge (nothing written: take the planned path)."""
+    ) -> list[list[bytes] | int | None]:
+        """Per feed: the new and changed groups' data (with ``with_data``) or their
+        count, or ``None`` where the feed holds a group it cannot merge (nothing
+        written: take the read-plan-commit path)."""
 
 
 @runtime_checkable

@@ -132,7 +132,7 @@ class RedisGroupStorage:
 
     async def merge_add(
         self, keys: Sequence[str], add: MergeAdd, markers: bool, with_data: bool
-    ) -> list[list[Sequence[bytes]] | int | None]:
+    ) -> list[list[bytes] | int | None]:
         """Merge the activities into each feed's groups in one script call per feed,
         all feeds in one round trip (see ``MergingGroupStorage``)."""
         oldest = self._oldest()
@@ -156,7 +156,7 @@ class RedisGroupStorage:
             )
             for key in keys
         ]
-        results: list[list[Sequence[bytes]] | int | None] = []
+        results: list[list[bytes] | int | None] = []
         for reply in await self.server.run(commands):
             count = int(reply[0])
             if count < 0:

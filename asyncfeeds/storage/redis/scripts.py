@@ -536,12 +536,12 @@ ADD_TO_GROUPS = Lua(
 --       id order: (id, 18-digit time, group key, actor, encoded entry).
 -- Merges the activities into their groups as BaseAggregator.merge and
 -- AggregatedActivity.append do, then writes like COMMIT_GROUPS, in one step.
--- Returns {#changed, parts...} (parts only if asked: per group {header, id, data, id,
--- data...}), or {-1} without writing if a group it needs is not in the compact
--- format (the caller takes the slow path).
+-- Returns {#changed, data...} (data only if asked), or {-1} without writing if a
+-- group it needs is not in the compact format (the caller takes the slow path).
 local version = tonumber(ARGV[1])
 local oldest, window_size, cap = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 
+-- A group: its header fields and body (the kept entries, in id order, as stored).
 local function parse(data)
   local created, updated, seen, read, minimized, size, at = string.match(data,
     '^~(%d*)|(%d*)|(%d*)|(%d*)|(%d+)|(%d+)|()')
@@ -549,21 +549,9 @@ local function parse(data)
     return nil
   end
   size = tonumber(size)
-  local g = {created = created, updated = updated, seen = seen, read = read,
+  return {created = created, updated = updated, seen = seen, read = read,
     minimized = tonumber(minimized), group = string.sub(data, at, at + size - 1),
-    ids = {}, items = {}, datas = {}}
-  at = at + size
-  while at <= #data do
-    local n, start = string.match(data, '^(%d+)|()', at)
-    local id = string.sub(data, start, start + tonumber(n) - 1)
-    local m, begin = string.match(data, '^(%d+)|()', start + tonumber(n))
-    local stop = begin + tonumber(m) - 1
-    g.ids[#g.ids + 1] = id
-    g.items[#g.items + 1] = string.sub(data, at, stop)
-    g.datas[#g.datas + 1] = string.sub(data, begin, stop)
-    at = stop + 1
-  end
-  return g
+    body = string.sub(data, at + size)}
 end
 
 local function header(g)
@@ -571,32 +559,66 @@ local function header(g)
     .. tostring(g.minimized) .. '|' .. #g.group .. '|' .. g.group
 end
 
+-- Where each entry of a body starts, and its id's first and last position.
+local function entries(body)
+  local starts, first, last = {}, {}, {}
+  local at = 1
+  while at <= #body do
+    local n, start = string.match(body, '^(%d+)|()', at)
+    local m, begin = string.match(body, '^(%d+)|()', start + n)
+    starts[#starts + 1] = at
+    first[#first + 1] = start
+    last[#last + 1] = start + n - 1
+    at = begin + m
+  end
+  return starts, first, last
+end
+
+-- AggregatedActivity.append: the entry goes in id order, the oldest beyond the cap
+-- are counted as minimized. Returns false if the group holds the id already.
 local function append(g, id, time, item)
-  local n = #g.ids
+  local body = g.body
+  local starts, first, last = entries(body)
+  local n = #starts
+  if string.find(body, id, 1, true) then
+    for j = 1, n do
+      if string.sub(body, first[j], last[j]) == id then
+        return false
+      end
+    end
+  end
   local at = n + 1
-  while at > 1 and g.ids[at - 1] > id do
+  while at > 1 and string.sub(body, first[at - 1], last[at - 1]) > id do
     at = at - 1
   end
-  local n, start = string.match(item, '^(%d+)|()')
-  local _, begin = string.match(item, '^(%d+)|()', start + tonumber(n))
-  table.insert(g.ids, at, id)
-  table.insert(g.items, at, item)
-  table.insert(g.datas, at, string.sub(item, begin))
-  local overflow = #g.ids - cap
-  for _ = 1, overflow do
-    table.remove(g.ids, 1)
-    table.remove(g.items, 1)
-    table.remove(g.datas, 1)
-  end
+  starts[n + 1] = #body + 1
+  body = string.sub(body, 1, starts[at] - 1) .. item .. string.sub(body, starts[at])
+  local overflow = n + 1 - cap
   if overflow > 0 then
+    -- the first entries are unchanged unless the item went in before them
+    local cut = 0
+    for j = 1, overflow do
+      if j < at then
+        cut = cut + (starts[j + 1] - starts[j])
+      else
+        cut = cut + #item
+        for k = at, overflow - 1 do
+          cut = cut + (starts[k + 1] - starts[k])
+        end
+        break
+      end
+    end
+    body = string.sub(body, cut + 1)
     g.minimized = g.minimized + overflow
   end
+  g.body = body
   if g.created == '' then
     g.created = time
   end
   if g.updated == '' or time > g.updated then
     g.updated = time
   end
+  return true
 end
 
 local window = nil
@@ -643,6 +665,7 @@ for i = 10, #ARGV, 5 do
     index[#index + 1] = {id, ARGV[1] .. string.match(entry, '^%d+( .*)$')}
   else
     local g = touched[key]
+    local existing_new = false
     if g == nil then
       local existing = newest_in_window(key)
       if existing then
@@ -652,25 +675,17 @@ for i = 10, #ARGV, 5 do
         end
       else
         g = {created = '', updated = '', seen = '', read = '', minimized = 0, group = key,
-          ids = {}, items = {}, datas = {}}
+          body = ''}
+        existing_new = true
       end
     end
-    local held = false
-    for _, other in ipairs(g.ids) do
-      if other == id then
-        held = true
+    if append(g, id, time, item) and touched[key] == nil then
+      touched[key] = g
+      if existing_new then
+        created[#created + 1] = key
+      else
+        changed[#changed + 1] = key
       end
-    end
-    if not held then
-      if touched[key] == nil then
-        touched[key] = g
-        if g.created == '' then
-          created[#created + 1] = key
-        else
-          changed[#changed + 1] = key
-        end
-      end
-      append(g, id, time, item)
     end
     fresh[#fresh + 1] = {id, key, actor}
   end
@@ -683,16 +698,11 @@ end
 for _, key in ipairs(created) do
   local g = touched[key]
   local aggregated_id = g.created .. ':' .. key
-  local head = header(g)
-  upserts[#upserts + 1] = {aggregated_id, g.updated, head .. table.concat(g.items)}
+  local data = header(g) .. g.body
+  upserts[#upserts + 1] = {aggregated_id, g.updated, data}
   unseen[#unseen + 1] = aggregated_id
   if ARGV[9] == '1' then
-    local parts = {head}
-    for j = 1, #g.ids do
-      parts[2 * j] = g.ids[j]
-      parts[2 * j + 1] = g.datas[j]
-    end
-    reply[#reply + 1] = parts
+    reply[#reply + 1] = data
   end
 end
 reply[1] = #upserts
