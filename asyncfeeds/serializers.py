@@ -3,8 +3,9 @@
 An activity is stored as the JSON array
 ``[verb_id, actor, object, target, time_micros, extra_context, subclass_fields]``
 and an aggregated activity in a compact text form a Lua script can extend:
-``~<created>|<updated>|<seen>|<read>|<minimized>|<group bytes>|<group>`` (times as
-18 digits of µs, empty for none) then per kept activity ``<id bytes>|<id><data bytes>|<data>``.
+``~<created>|<updated>|<seen>|<read>|<minimized>|<kept>|<last entry bytes>|<group
+bytes>|<group>`` (times as 18 digits of µs, empty for none) then per kept activity, in id
+order, the entry ``<id bytes>|<id><data bytes>|<data>``.
 The older JSON form ``[group, created, updated, seen, read, minimized, [activity
 arrays...]]`` still loads. Which activities a group holds beyond the kept ones is known
 to the feed's index, not the group.
@@ -139,21 +140,19 @@ class AggregatedSerializer(Generic[G]):
     def dumps(self, aggregated: AggregatedActivity) -> bytes:
         """Encode one aggregated activity (the compact form)."""
         group = aggregated.group.encode()
-        parts = [
-            b"~%s|%s|%s|%s|%d|%d|%s"
-            % (
-                _digits(aggregated.created_at),
-                _digits(aggregated.updated_at),
-                _digits(aggregated.seen_at),
-                _digits(aggregated.read_at),
-                aggregated.minimized_activities,
-                len(group),
-                group,
-            )
-        ]
-        for activity in aggregated.activities:
-            parts.append(entry(activity.activity_id, self.activities.dumps(activity)))
-        return b"".join(parts)
+        entries = [entry(a.activity_id, self.activities.dumps(a)) for a in aggregated.activities]
+        header = b"~%s|%s|%s|%s|%d|%d|%d|%d|%s" % (
+            _digits(aggregated.created_at),
+            _digits(aggregated.updated_at),
+            _digits(aggregated.seen_at),
+            _digits(aggregated.read_at),
+            aggregated.minimized_activities,
+            len(entries),
+            len(entries[-1]) if entries else 0,
+            len(group),
+            group,
+        )
+        return header + b"".join(entries)
 
     def loads(self, raw: bytes | str) -> G:
         """Decode one aggregated activity; ``SerializationError`` on malformed data."""
@@ -183,11 +182,11 @@ class AggregatedSerializer(Generic[G]):
             ) from exc
 
     def _loads_compact(self, raw: bytes) -> G:
-        fields = raw.split(b"|", 6)
-        if len(fields) != 7:
-            raise ValueError("expected 7 header fields")
-        rest = fields[6]
-        at = size = int(fields[5])
+        fields = raw.split(b"|", 8)
+        if len(fields) != 9:
+            raise ValueError("expected 9 header fields")
+        rest = fields[8]
+        at = size = int(fields[7])
         end = len(rest)
         ids: list[bytes] = []
         datas: list[bytes] = []
@@ -205,11 +204,12 @@ class AggregatedSerializer(Generic[G]):
         """The group of a compact header (ending with the group) and its kept activities."""
         if header[:1] != b"~":
             raise ValueError("not a compact group header")
-        created, updated, seen, read, minimized, size, group = header[1:].split(b"|", 6)
+        fields = header[1:].split(b"|", 8)
+        created, updated, seen, read, minimized, kept, _, size, group = fields
         if len(group) != int(size):
             raise ValueError("group length does not match")
-        if len(ids) != len(datas):
-            raise ValueError("an id without its activity")
+        if len(ids) != len(datas) or len(ids) != int(kept):
+            raise ValueError("kept activities do not match their count")
         cache = self._decoded
         found = [cache.get(data) for data in datas]
         missing = [i for i, hit in enumerate(found) if hit is None]

@@ -402,8 +402,9 @@ _APPLY_GROUPS = (
 -- Writes one feed's change on KEYS (scores, groups, version, unseen, unread, index,
 -- removals): w = {max_length (-1 = keep all), markers, channel, removals remembered,
 -- oldest score kept ('-inf': no TTL), removals = {ids}, upserts = {{id, score, data}},
--- unseen = {ids}, index = {{activity id, entry}}}. Groups older than the TTL go too;
--- index entries of the groups the write removes, trims or expires go with them.
+-- unseen = {ids}, index = {{activity id, entry, false if no removal to forget}}}.
+-- Groups older than the TTL go too; index entries of the groups the write removes,
+-- trims or expires go with them.
 local function apply(w)
   local dropped = {}
   local any_dropped = false
@@ -444,12 +445,14 @@ local function apply(w)
       end
     end
   end
+  local remembered = false
   for _, pair in ipairs(w.index) do
     local activity_id, entry = pair[1], pair[2]
     redis.call('HSET', KEYS[6], activity_id, entry)
     if string.sub(entry, 1, 1) == '-' then
       redis.call('ZADD', KEYS[7], string.sub(entry, 2), activity_id)
-    else
+      remembered = true
+    elseif pair[3] ~= false then
       redis.call('ZREM', KEYS[7], activity_id)
     end
   end
@@ -464,7 +467,7 @@ local function apply(w)
     end
     hdel_all(KEYS[6], stale)
   end
-  local excess = redis.call('ZCARD', KEYS[7]) - w.remembered
+  local excess = remembered and redis.call('ZCARD', KEYS[7]) - w.remembered or 0
   if excess > 0 then
     local forgotten = redis.call('ZRANGE', KEYS[7], 0, excess - 1)
     redis.call('ZREMRANGEBYRANK', KEYS[7], 0, excess - 1)
@@ -543,20 +546,21 @@ local oldest, window_size, cap = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 
 -- A group: its header fields and body (the kept entries, in id order, as stored).
 local function parse(data)
-  local created, updated, seen, read, minimized, size, at = string.match(data,
-    '^~(%d*)|(%d*)|(%d*)|(%d*)|(%d+)|(%d+)|()')
+  local created, updated, seen, read, minimized, kept, tail, size, at = string.match(data,
+    '^~(%d*)|(%d*)|(%d*)|(%d*)|(%d+)|(%d+)|(%d+)|(%d+)|()')
   if not created then
     return nil
   end
   size = tonumber(size)
   return {created = created, updated = updated, seen = seen, read = read,
-    minimized = tonumber(minimized), group = string.sub(data, at, at + size - 1),
-    body = string.sub(data, at + size)}
+    minimized = tonumber(minimized), kept = tonumber(kept), tail = tonumber(tail),
+    group = string.sub(data, at, at + size - 1), body = string.sub(data, at + size)}
 end
 
 local function header(g)
   return '~' .. g.created .. '|' .. g.updated .. '|' .. g.seen .. '|' .. g.read .. '|'
-    .. tostring(g.minimized) .. '|' .. #g.group .. '|' .. g.group
+    .. tostring(g.minimized) .. '|' .. g.kept .. '|' .. g.tail .. '|' .. #g.group .. '|'
+    .. g.group
 end
 
 -- Where each entry of a body starts, and its id's first and last position.
@@ -576,17 +580,34 @@ end
 
 -- AggregatedActivity.append: the entry goes in id order, the oldest beyond the cap
 -- are counted as minimized. Returns false if the group holds the id already.
-local function append(g, id, time, item)
+local function id_at(body, at)
+  local n, start = string.match(body, '^(%d+)|()', at)
+  return string.sub(body, start, start + n - 1)
+end
+
+-- The common case: the entry is the group's newest, so it goes at the end of the body.
+local function append_newest(g, item)
+  local body = g.body .. item
+  local overflow = g.kept + 1 - cap
+  if overflow > 0 then
+    local at = 1
+    for _ = 1, overflow do
+      local n, start = string.match(body, '^(%d+)|()', at)
+      local m, begin = string.match(body, '^(%d+)|()', start + n)
+      at = begin + m
+    end
+    body = string.sub(body, at)
+    g.minimized = g.minimized + overflow
+  end
+  g.body = body
+  g.kept = g.kept + 1 - math.max(overflow, 0)
+  g.tail = body == '' and 0 or #item
+end
+
+local function append_anywhere(g, id, item)
   local body = g.body
   local starts, first, last = entries(body)
   local n = #starts
-  if string.find(body, id, 1, true) then
-    for j = 1, n do
-      if string.sub(body, first[j], last[j]) == id then
-        return false
-      end
-    end
-  end
   local at = n + 1
   while at > 1 and string.sub(body, first[at - 1], last[at - 1]) > id do
     at = at - 1
@@ -612,6 +633,25 @@ local function append(g, id, time, item)
     g.minimized = g.minimized + overflow
   end
   g.body = body
+  starts = entries(body)
+  g.kept = #starts
+  g.tail = g.kept > 0 and #body - starts[g.kept] + 1 or 0
+end
+
+local function append(g, id, time, item)
+  if g.kept > 0 and string.find(g.body, id, 1, true) then
+    local _, first, last = entries(g.body)
+    for j = 1, #first do
+      if string.sub(g.body, first[j], last[j]) == id then
+        return false
+      end
+    end
+  end
+  if g.kept == 0 or id_at(g.body, #g.body - g.tail + 1) < id then
+    append_newest(g, item)
+  else
+    append_anywhere(g, id, item)
+  end
   if g.created == '' then
     g.created = time
   end
@@ -626,17 +666,17 @@ local function newest_in_window(key)
   if window == nil then
     window = {}
     if window_size ~= 0 then
-      local ids = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', oldest, 'LIMIT', 0,
+      window = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', oldest, 'LIMIT', 0,
         window_size)
-      for _, id in ipairs(ids) do
-        local group = string.sub(id, 20)
-        if window[group] == nil then
-          window[group] = id
-        end
-      end
     end
   end
-  return window[key]
+  local size = 19 + #key
+  for _, id in ipairs(window) do
+    if #id == size and string.find(id, key, 20, true) == 20 then
+      return id
+    end
+  end
+  return nil
 end
 
 local function live(entry)
@@ -662,7 +702,7 @@ for i = 10, #ARGV, 5 do
   if known and known >= version then
     -- this call, or a later one, was applied already
   elseif entry and string.sub(entry, 1, 1) ~= '-' then
-    index[#index + 1] = {id, ARGV[1] .. string.match(entry, '^%d+( .*)$')}
+    index[#index + 1] = {id, ARGV[1] .. string.match(entry, '^%d+( .*)$'), false}
   else
     local g = touched[key]
     local existing_new = false
@@ -674,8 +714,8 @@ for i = 10, #ARGV, 5 do
           return {-1}
         end
       else
-        g = {created = '', updated = '', seen = '', read = '', minimized = 0, group = key,
-          body = ''}
+        g = {created = '', updated = '', seen = '', read = '', minimized = 0, kept = 0,
+          tail = 0, group = key, body = ''}
         existing_new = true
       end
     end
@@ -687,7 +727,7 @@ for i = 10, #ARGV, 5 do
         changed[#changed + 1] = key
       end
     end
-    fresh[#fresh + 1] = {id, key, actor}
+    fresh[#fresh + 1] = {id, key, actor, entry ~= nil and entry ~= false}
   end
 end
 
@@ -711,7 +751,7 @@ for _, item in ipairs(fresh) do
   if g then
     local aggregated_id = g.created .. ':' .. item[2]
     index[#index + 1] = {item[1], ARGV[1] .. ' ' .. #aggregated_id .. ' ' .. aggregated_id
-      .. item[3]}
+      .. item[3], item[4]}
   end
 end
 if #upserts == 0 and #index == 0 then
