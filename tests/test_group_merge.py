@@ -17,6 +17,7 @@ from helpers import BASE_TIME, Like, Pin, backends, make_activity
 
 from asyncfeeds import Activity
 from asyncfeeds.aggregators import NotificationAggregator, RecentVerbAggregator
+from asyncfeeds.storage.base import IndexEntry
 from asyncfeeds.storage.redis.keys import group_keys
 from asyncfeeds.versions import next_version
 
@@ -174,3 +175,40 @@ async def test_one_group_shuffled_one_by_one_matches_the_planned_path(backend, s
     assert await state(fast_class(1)) == await state(slow_class(1))
     (group,) = await fast_class(1)[:]
     assert group.activity_count == 60
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        IndexEntry(1796514873024005, "001704240475200000:18-2024-01-03", "68"),
+        IndexEntry(1796514873024005, "253402300799000000:5-9999-12-31", "u:1"),
+        IndexEntry(7, "no-time", "a b"),
+        IndexEntry(9, "001704240475200000:x:y z", ""),
+        IndexEntry(12),
+    ],
+)
+def test_index_entries_round_trip_in_every_form(backend, entry):
+    text = entry.encode()
+    assert IndexEntry.decode(text) == IndexEntry.decode(text.encode()) == entry
+    compact = entry.aggregated_id is not None and entry.aggregated_id.startswith("0017")
+    assert text.startswith("+") == compact
+
+
+async def test_index_entries_in_the_older_form_are_still_read(backend):
+    feed_class = backend.feed("aggregated")
+    feed = feed_class(1)
+    old, other = at(1), at(2)
+    (group,) = await feed.add(old)
+    storage = feed.get_group_storage()
+    index = group_keys(feed.key)[5]
+    entry = IndexEntry.decode(await storage.server.call("HGET", index, old.activity_id))
+    assert entry.aggregated_id == group.aggregated_id
+    legacy = f"{entry.version} {len(group.aggregated_id)} {group.aggregated_id}{old.actor}"
+    await storage.server.call("HSET", index, old.activity_id, legacy)
+    assert await feed.add(old) == []
+    assert await feed.contains(old)
+    assert await feed.activity_ids_of([old.actor]) == [old.activity_id]
+    await feed.add(other)
+    assert await feed.remove_many([old]) == 1
+    assert not await feed.contains(old)
+    assert [a.activity_id for g in await feed[:] for a in g.activities] == [other.activity_id]

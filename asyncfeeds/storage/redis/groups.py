@@ -21,6 +21,7 @@ from ..base import (
     GroupWrite,
     IndexEntry,
     MergeAdd,
+    base36,
     oldest_score,
 )
 from .connection import Command, RedisServer, get_server
@@ -147,6 +148,7 @@ class RedisGroupStorage:
             -1 if add.window is None else add.window,
             add.kept,
             1 if with_data else 0,
+            base36(add.version),
         ]
         for item in add.items:
             tail.extend(item)

@@ -262,11 +262,18 @@ return 1
 )
 
 _INDEX = """
--- An index entry is '<version> <id length> <aggregated id><actor>', or
--- '-<version>' for a removal.
+-- An index entry (IndexEntry.encode) is '+<version> <created> <group length>
+-- <group><actor>' (version and creation time in base 36), '<version> <id length>
+-- <aggregated id><actor>', or '-<version>' for a removal.
 local function holder(entry)
-  if string.sub(entry, 1, 1) == '-' then
+  local first = string.sub(entry, 1, 1)
+  if first == '-' then
     return nil
+  end
+  if first == '+' then
+    local created, length, rest = string.match(entry, '^%+%w+ (%w+) (%d+) (.*)$')
+    return string.format('%018d', tonumber(created, 36)) .. ':'
+      .. string.sub(rest, 1, tonumber(length))
   end
   local length, rest = string.match(entry, '^%d+ (%d+) (.*)$')
   return string.sub(rest, 1, tonumber(length))
@@ -535,8 +542,9 @@ ADD_TO_GROUPS = Lua(
 -- KEYS: scores, groups, version, unseen, unread, index, removals.
 -- ARGV: version, max_length (-1 = keep all), markers (1/0), channel, removals
 --       remembered, oldest score kept ('-inf': no TTL), merge window (-1 = all),
---       activities kept per group, reply with data (1/0), then per activity, in
---       id order: (id, 18-digit time, group key, actor, encoded entry).
+--       activities kept per group, reply with data (1/0), the version in base 36,
+--       then per activity, in id order: (id, 18-digit time, group key, actor,
+--       encoded entry).
 -- Merges the activities into their groups as BaseAggregator.merge and
 -- AggregatedActivity.append do, then writes like COMMIT_GROUPS, in one step.
 -- Returns {#changed, data...} (data only if asked), or {-1} without writing if a
@@ -691,16 +699,38 @@ local function live(entry)
   return score and tonumber(score) >= tonumber(oldest)
 end
 
+-- Creation times from 2^53 µs on (year 2255) are not exact as Lua numbers.
+local EXACT = 9007199254740992
+
+local function base36(n)
+  local out = ''
+  repeat
+    local digit = n % 36
+    out = string.sub('0123456789abcdefghijklmnopqrstuvwxyz', digit + 1, digit + 1) .. out
+    n = (n - digit) / 36
+  until n == 0
+  return out
+end
+
+local function version_of(entry)
+  if string.sub(entry, 1, 1) == '+' then
+    return tonumber(string.match(entry, '^%+(%w+)'), 36)
+  end
+  return tonumber(string.match(entry, '^-?(%d+)'))
+end
+
 local touched, created, changed, fresh, index = {}, {}, {}, {}, {}
-for i = 10, #ARGV, 5 do
+for i = 11, #ARGV, 5 do
   local id, time, key, actor, item = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local entry = redis.call('HGET', KEYS[6], id)
   if entry and not live(entry) then
     entry = false
   end
-  local known = entry and tonumber(string.match(entry, '^-?(%d+)'))
+  local known = entry and version_of(entry)
   if known and known >= version then
     -- this call, or a later one, was applied already
+  elseif entry and string.sub(entry, 1, 1) == '+' then
+    index[#index + 1] = {id, '+' .. ARGV[10] .. string.match(entry, '^%+%w+( .*)$'), false}
   elseif entry and string.sub(entry, 1, 1) ~= '-' then
     index[#index + 1] = {id, ARGV[1] .. string.match(entry, '^%d+( .*)$'), false}
   else
@@ -749,9 +779,15 @@ reply[1] = #upserts
 for _, item in ipairs(fresh) do
   local g = touched[item[2]]
   if g then
-    local aggregated_id = g.created .. ':' .. item[2]
-    index[#index + 1] = {item[1], ARGV[1] .. ' ' .. #aggregated_id .. ' ' .. aggregated_id
-      .. item[3], item[4]}
+    local entry
+    if tonumber(g.created) < EXACT then
+      entry = '+' .. ARGV[10] .. ' ' .. base36(tonumber(g.created)) .. ' ' .. #item[2] .. ' '
+        .. item[2] .. item[3]
+    else
+      local aggregated_id = g.created .. ':' .. item[2]
+      entry = ARGV[1] .. ' ' .. #aggregated_id .. ' ' .. aggregated_id .. item[3]
+    end
+    index[#index + 1] = {item[1], entry, item[4]}
   end
 end
 if #upserts == 0 and #index == 0 then
