@@ -136,25 +136,26 @@ class RedisGroupStorage:
     ) -> list[list[bytes] | int | None]:
         """Merge the activities into each feed's groups in one script call per feed,
         all feeds in one round trip (see ``MergingGroupStorage``)."""
-        oldest = self._oldest()
-        head = [
-            add.version,
-            -1 if add.max_length is None else add.max_length,
-            1 if markers else 0,
-        ]
-        tail: list[Any] = [
-            TOMBSTONE_LIMIT,
-            oldest,
-            -1 if add.window is None else add.window,
-            add.kept,
-            1 if with_data else 0,
-            base36(add.version),
-        ]
+        settings = " ".join(
+            str(value)
+            for value in (
+                add.version,
+                -1 if add.max_length is None else add.max_length,
+                1 if markers else 0,
+                TOMBSTONE_LIMIT,
+                self._oldest(),
+                -1 if add.window is None else add.window,
+                add.kept,
+                1 if with_data else 0,
+                base36(add.version),
+            )
+        )
+        tail: list[Any] = []
         for item in add.items:
             tail.extend(item)
         commands = [
             self.server.evalsha(
-                ADD_TO_GROUPS, group_keys(key), [*head, counts_channel(key), *tail]
+                ADD_TO_GROUPS, group_keys(key), [settings, counts_channel(key), *tail]
             )
             for key in keys
         ]

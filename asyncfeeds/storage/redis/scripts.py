@@ -540,17 +540,19 @@ ADD_TO_GROUPS = Lua(
     _APPLY_GROUPS
     + """
 -- KEYS: scores, groups, version, unseen, unread, index, removals.
--- ARGV: version, max_length (-1 = keep all), markers (1/0), channel, removals
---       remembered, oldest score kept ('-inf': no TTL), merge window (-1 = all),
---       activities kept per group, reply with data (1/0), the version in base 36,
---       then per activity, in id order: (id, 18-digit time, group key, actor,
---       encoded entry).
+-- ARGV: the settings, space separated: version, max_length (-1 = keep all),
+--       markers (1/0), removals remembered, oldest score kept ('-inf': no TTL),
+--       merge window (-1 = all), activities kept per group, reply with data
+--       (1/0), the version in base 36; then the channel, then per activity, in
+--       id order: (id, 18-digit time, group key, actor, encoded entry).
 -- Merges the activities into their groups as BaseAggregator.merge and
 -- AggregatedActivity.append do, then writes like COMMIT_GROUPS, in one step.
 -- Returns {#changed, data...} (data only if asked), or {-1} without writing if a
 -- group it needs is not in the compact format (the caller takes the slow path).
-local version = tonumber(ARGV[1])
-local oldest, window_size, cap = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local decimal, max_length, markers, remembered, oldest, window_size, cap, with_data,
+  version36 = string.match(ARGV[1], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+local version = tonumber(decimal)
+window_size, cap = tonumber(window_size), tonumber(cap)
 
 -- A group: its header fields and body (the kept entries, in id order, as stored).
 local function parse(data)
@@ -720,7 +722,7 @@ local function version_of(entry)
 end
 
 local touched, created, changed, fresh, index = {}, {}, {}, {}, {}
-for i = 11, #ARGV, 5 do
+for i = 3, #ARGV, 5 do
   local id, time, key, actor, item = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local entry = redis.call('HGET', KEYS[6], id)
   if entry and not live(entry) then
@@ -730,9 +732,9 @@ for i = 11, #ARGV, 5 do
   if known and known >= version then
     -- this call, or a later one, was applied already
   elseif entry and string.sub(entry, 1, 1) == '+' then
-    index[#index + 1] = {id, '+' .. ARGV[10] .. string.match(entry, '^%+%w+( .*)$'), false}
+    index[#index + 1] = {id, '+' .. version36 .. string.match(entry, '^%+%w+( .*)$'), false}
   elseif entry and string.sub(entry, 1, 1) ~= '-' then
-    index[#index + 1] = {id, ARGV[1] .. string.match(entry, '^%d+( .*)$'), false}
+    index[#index + 1] = {id, decimal .. string.match(entry, '^%d+( .*)$'), false}
   else
     local g = touched[key]
     local existing_new = false
@@ -771,7 +773,7 @@ for _, key in ipairs(created) do
   local data = header(g) .. g.body
   upserts[#upserts + 1] = {aggregated_id, g.updated, data}
   unseen[#unseen + 1] = aggregated_id
-  if ARGV[9] == '1' then
+  if with_data == '1' then
     reply[#reply + 1] = data
   end
 end
@@ -781,11 +783,11 @@ for _, item in ipairs(fresh) do
   if g then
     local entry
     if tonumber(g.created) < EXACT then
-      entry = '+' .. ARGV[10] .. ' ' .. base36(tonumber(g.created)) .. ' ' .. #item[2] .. ' '
+      entry = '+' .. version36 .. ' ' .. base36(tonumber(g.created)) .. ' ' .. #item[2] .. ' '
         .. item[2] .. item[3]
     else
       local aggregated_id = g.created .. ':' .. item[2]
-      entry = ARGV[1] .. ' ' .. #aggregated_id .. ' ' .. aggregated_id .. item[3]
+      entry = decimal .. ' ' .. #aggregated_id .. ' ' .. aggregated_id .. item[3]
     end
     index[#index + 1] = {item[1], entry, item[4]}
   end
@@ -793,8 +795,8 @@ end
 if #upserts == 0 and #index == 0 then
   return reply
 end
-apply({max_length = tonumber(ARGV[2]), markers = ARGV[3] == '1', channel = ARGV[4],
-  remembered = tonumber(ARGV[5]), oldest = oldest, removals = {}, upserts = upserts,
+apply({max_length = tonumber(max_length), markers = markers == '1', channel = ARGV[2],
+  remembered = tonumber(remembered), oldest = oldest, removals = {}, upserts = upserts,
   unseen = unseen, index = index})
 return reply
 """,
