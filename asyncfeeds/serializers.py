@@ -193,8 +193,11 @@ class AggregatedSerializer(Generic[G]):
         while at < end:
             for out in (ids, datas):
                 bar = rest.index(b"|", at)
+                length = rest[at:bar]
+                if not length.isdigit():
+                    raise ValueError(f"malformed entry length {length!r}")
                 start = bar + 1
-                at = start + int(rest[at:bar])
+                at = start + int(length)
                 out.append(rest[start:at])
         if at != end:
             raise ValueError("activity entries overrun the data")

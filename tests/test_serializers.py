@@ -160,3 +160,36 @@ def test_aggregated_data_loads_from_its_seven_fields():
 def test_corrupt_aggregated_data_is_a_serialization_error(raw):
     with pytest.raises(SerializationError):
         aggregated_serializer().loads(raw)
+
+
+def test_aggregated_data_in_the_compact_form_round_trips_and_takes_the_stored_ids():
+    group = AggregatedActivity(group="5|x")
+    for activity in [make_activity(i) for i in range(3)]:
+        group.append(activity)
+    serializer = aggregated_serializer()
+    raw = serializer.dumps(group)
+    assert raw.startswith(b"~")
+    loaded = serializer.loads(raw)
+    assert loaded == group and loaded.aggregated_id == group.aggregated_id
+    assert [a.__dict__["activity_id"] for a in loaded.activities] == [
+        a.activity_id for a in group.activities
+    ]
+    assert serializer.loads(raw).activities[0] is loaded.activities[0]  # decoded once
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"~",
+        b"~1|2|||0|0|0|2|g",
+        b"~|||x|0|0|0|1|g",
+        b"~||||0|1|5|1|g2|ab2|[]",
+        b"~||||0|1|9|1|g-2|ab9|[1,2,3]",
+        b"~||||0|1|9|1|g34|0017040672000000001234567890abcdef5|[1,2]",
+        b"~||||0|2|9|1|g2|ab2|[]",
+        b"~||||0|0|0|5|g",
+    ],
+)
+def test_corrupt_compact_aggregated_data_is_a_serialization_error(raw):
+    with pytest.raises(SerializationError):
+        aggregated_serializer().loads(raw)
