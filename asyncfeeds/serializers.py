@@ -5,7 +5,7 @@ An activity is stored as the JSON array
 and an aggregated activity in a compact text form a Lua script can extend:
 ``~<created>|<updated>|<seen>|<read>|<minimized>|<kept>|<last entry bytes>|<group
 bytes>|<group>`` (times as 18 digits of µs, empty for none) then per kept activity, in id
-order, the entry ``<id bytes>|<id><data bytes>|<data>``.
+order, ``<id>\\x1f<data>\\x1f`` (a control byte JSON never holds).
 The older JSON form ``[group, created, updated, seen, read, minimized, [activity
 arrays...]]`` still loads. Which activities a group holds beyond the kept ones is known
 to the feed's index, not the group.
@@ -33,6 +33,9 @@ A = TypeVar("A", bound=Activity)
 G = TypeVar("G", bound=AggregatedActivity)
 
 _BASE_FIELDS = frozenset(Activity.model_fields)
+
+SEPARATOR = b"\x1f"
+"""Ends ids and activity data in the compact group form (a control byte JSON never holds)."""
 
 DECODED_CACHE = 4096
 """Decoded activities one aggregated serializer keeps (cleared when full)."""
@@ -140,7 +143,10 @@ class AggregatedSerializer(Generic[G]):
     def dumps(self, aggregated: AggregatedActivity) -> bytes:
         """Encode one aggregated activity (the compact form)."""
         group = aggregated.group.encode()
-        entries = [entry(a.activity_id, self.activities.dumps(a)) for a in aggregated.activities]
+        items = [entry(a.activity_id, self.activities.dumps(a)) for a in aggregated.activities]
+        entries = [item for item in items if item is not None]
+        if len(entries) < len(items):
+            return self._dumps_json(aggregated)
         header = b"~%s|%s|%s|%s|%d|%d|%d|%d|%s" % (
             _digits(aggregated.created_at),
             _digits(aggregated.updated_at),
@@ -153,6 +159,20 @@ class AggregatedSerializer(Generic[G]):
             group,
         )
         return header + b"".join(entries)
+
+    def _dumps_json(self, aggregated: AggregatedActivity) -> bytes:
+        """The older JSON form, for activities the compact form cannot hold."""
+        return orjson.dumps(
+            [
+                aggregated.group,
+                _micros(aggregated.created_at),
+                _micros(aggregated.updated_at),
+                _micros(aggregated.seen_at),
+                _micros(aggregated.read_at),
+                aggregated.minimized_activities,
+                [self.activities.to_data(a) for a in aggregated.activities],
+            ]
+        )
 
     def loads(self, raw: bytes | str) -> G:
         """Decode one aggregated activity; ``SerializationError`` on malformed data."""
@@ -185,23 +205,12 @@ class AggregatedSerializer(Generic[G]):
         fields = raw.split(b"|", 8)
         if len(fields) != 9:
             raise ValueError("expected 9 header fields")
-        rest = fields[8]
-        at = size = int(fields[7])
-        end = len(rest)
-        ids: list[bytes] = []
-        datas: list[bytes] = []
-        while at < end:
-            for out in (ids, datas):
-                bar = rest.index(b"|", at)
-                length = rest[at:bar]
-                if not length.isdigit():
-                    raise ValueError(f"malformed entry length {length!r}")
-                start = bar + 1
-                at = start + int(length)
-                out.append(rest[start:at])
-        if at != end:
-            raise ValueError("activity entries overrun the data")
-        return self._build(raw[: len(raw) - (end - size)], ids, datas)
+        body = fields[8][int(fields[7]) :]
+        parts = body.split(SEPARATOR)
+        if parts.pop() != b"" or len(parts) % 2:
+            raise ValueError("activity entries are not id and data pairs")
+        ids, datas = parts[0::2], parts[1::2]
+        return self._build(raw[: len(raw) - len(body)], ids, datas)
 
     def _build(self, header: bytes, ids: Sequence[bytes], datas: Sequence[bytes]) -> G:
         """The group of a compact header (ending with the group) and its kept activities."""
@@ -238,10 +247,13 @@ class AggregatedSerializer(Generic[G]):
         )
 
 
-def entry(activity_id: str, data: bytes) -> bytes:
-    """One kept activity in the compact group form: its id and encoding, length-prefixed."""
+def entry(activity_id: str, data: bytes) -> bytes | None:
+    """One kept activity in the compact group form, ``<id>\\x1f<data>\\x1f``; ``None`` if
+    either holds the separator (JSON never does; such a group keeps the JSON form)."""
     ident = activity_id.encode()
-    return b"%d|%s%d|%s" % (len(ident), ident, len(data), data)
+    if SEPARATOR in ident or SEPARATOR in data or ident[:1] in (b"", b"["):
+        return None
+    return ident + SEPARATOR + data + SEPARATOR
 
 
 def _check_unvalidated(actor: Any, object_: Any, target: Any, extra_context: Any) -> None:
@@ -253,6 +265,10 @@ def _check_unvalidated(actor: Any, object_: Any, target: Any, extra_context: Any
         raise TypeError("actor and object must not be null")
     if not isinstance(extra_context, dict | None):
         raise TypeError(f"extra_context must be an object, got {extra_context!r}")
+
+
+def _micros(value: Any) -> int | None:
+    return None if value is None else epoch_micros(value)
 
 
 def _digits(value: Any) -> bytes:

@@ -162,6 +162,14 @@ def test_corrupt_aggregated_data_is_a_serialization_error(raw):
         aggregated_serializer().loads(raw)
 
 
+def test_a_group_whose_activity_holds_the_separator_keeps_the_json_form():
+    group = AggregatedActivity(group="g")
+    group.append(make_activity(1))
+    serializer = aggregated_serializer()
+    serializer.activities.dumps = lambda activity: b'["\x1f"]'  # not JSON: a stand-in
+    assert serializer.dumps(group).startswith(b'["g",')
+
+
 def test_aggregated_data_in_the_compact_form_round_trips_and_takes_the_stored_ids():
     group = AggregatedActivity(group="5|x")
     for activity in [make_activity(i) for i in range(3)]:
@@ -183,10 +191,10 @@ def test_aggregated_data_in_the_compact_form_round_trips_and_takes_the_stored_id
         b"~",
         b"~1|2|||0|0|0|2|g",
         b"~|||x|0|0|0|1|g",
-        b"~||||0|1|5|1|g2|ab2|[]",
-        b"~||||0|1|9|1|g-2|ab9|[1,2,3]",
-        b"~||||0|1|9|1|g34|0017040672000000001234567890abcdef5|[1,2]",
-        b"~||||0|2|9|1|g2|ab2|[]",
+        b"~||||0|1|3|1|gab\x1f[]",
+        b"~||||0|1|3|1|gab\x1f[1,2]\x1f",
+        b"~||||0|2|3|1|gab\x1f[]\x1f",
+        b"~||||0|1|3|1|gab\x1f[]\x1fcd\x1f",
         b"~||||0|0|0|5|g",
     ],
 )

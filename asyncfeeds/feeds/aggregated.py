@@ -155,9 +155,9 @@ class AggregatedFeed(Feed[AggregatedT]):
         encoded: Mapping[str, bytes],
         version: int,
         trim: bool,
-    ) -> MergeAdd:
+    ) -> MergeAdd | None:
         """What a merging storage needs to add ``activities`` (those older than the TTL
-        are left out, as ``_plan_add`` does)."""
+        are left out, as ``_plan_add`` does); ``None`` if the compact form cannot hold one."""
         cutoff = expiry_cutoff(cls.ttl_seconds()) or ""
         unique = {a.activity_id: a for a in activities if a.activity_id >= cutoff}
         aggregator = cls.get_aggregator()
@@ -165,14 +165,16 @@ class AggregatedFeed(Feed[AggregatedT]):
         items = []
         for activity_id in sorted(unique):
             activity = unique[activity_id]
-            data = encoded.get(activity_id) or serializer.dumps(activity)
+            item = entry(activity_id, encoded.get(activity_id) or serializer.dumps(activity))
+            if item is None:
+                return None
             items.append(
                 (
                     activity_id,
                     format_micros(epoch_micros(activity.time)),
                     aggregator.get_group(activity),
                     str(activity.actor),
-                    entry(activity_id, data),
+                    item,
                 )
             )
         return MergeAdd(
@@ -410,9 +412,13 @@ class AggregatedFeed(Feed[AggregatedT]):
         if merging is not None and activities:
             latest, encoded = await cls._latest_encoded(activities)
             add = cls._merge_add(latest, encoded, version, True)
-            if not add.items:
+            if add is not None and not add.items:
                 return 0
-            replies = await merging.merge_add(keys, add, cls.tracks_markers, False)
+            replies = (
+                [None] * len(keys)
+                if add is None
+                else await merging.merge_add(keys, add, cls.tracks_markers, False)
+            )
             added = sum(r for r in replies if isinstance(r, int))
             keys = [k for k, r in zip(keys, replies, strict=True) if r is None]
             if not keys:
@@ -500,9 +506,12 @@ class AggregatedFeed(Feed[AggregatedT]):
         merging = self._merging_storage()
         if merging is not None:
             add = self._merge_add(checked, encoded, version, trim)
-            if not add.items:
+            if add is not None and not add.items:
                 return []
-            (reply,) = await merging.merge_add([self.key], add, self.tracks_markers, True)
+            replies = [] if add is None else await merging.merge_add(
+                [self.key], add, self.tracks_markers, True
+            )
+            reply = replies[0] if replies else None
             if isinstance(reply, list):
                 serializer = self.get_aggregated_serializer()
                 return [serializer.loads(data) for data in reply]

@@ -554,7 +554,8 @@ local decimal, max_length, markers, remembered, oldest, window_size, cap, with_d
 local version = tonumber(decimal)
 window_size, cap = tonumber(window_size), tonumber(cap)
 
--- A group: its header fields and body (the kept entries, in id order, as stored).
+-- A group: its header fields and body (the kept entries '<id>\\31<data>\\31', in id
+-- order, as stored).
 local function parse(data)
   local created, updated, seen, read, minimized, kept, tail, size, at = string.match(data,
     '^~(%d*)|(%d*)|(%d*)|(%d*)|(%d+)|(%d+)|(%d+)|(%d+)|()')
@@ -578,12 +579,11 @@ local function entries(body)
   local starts, first, last = {}, {}, {}
   local at = 1
   while at <= #body do
-    local n, start = string.match(body, '^(%d+)|()', at)
-    local m, begin = string.match(body, '^(%d+)|()', start + n)
+    local sep = string.find(body, '\\31', at, true)
     starts[#starts + 1] = at
-    first[#first + 1] = start
-    last[#last + 1] = start + n - 1
-    at = begin + m
+    first[#first + 1] = at
+    last[#last + 1] = sep - 1
+    at = string.find(body, '\\31', sep + 1, true) + 1
   end
   return starts, first, last
 end
@@ -591,8 +591,7 @@ end
 -- AggregatedActivity.append: the entry goes in id order, the oldest beyond the cap
 -- are counted as minimized. Returns false if the group holds the id already.
 local function id_at(body, at)
-  local n, start = string.match(body, '^(%d+)|()', at)
-  return string.sub(body, start, start + n - 1)
+  return string.sub(body, at, string.find(body, '\\31', at, true) - 1)
 end
 
 -- The common case: the entry is the group's newest, so it goes at the end of the body.
@@ -602,9 +601,7 @@ local function append_newest(g, item)
   if overflow > 0 then
     local at = 1
     for _ = 1, overflow do
-      local n, start = string.match(body, '^(%d+)|()', at)
-      local m, begin = string.match(body, '^(%d+)|()', start + n)
-      at = begin + m
+      at = string.find(body, '\\31', string.find(body, '\\31', at, true) + 1, true) + 1
     end
     body = string.sub(body, at)
     g.minimized = g.minimized + overflow
