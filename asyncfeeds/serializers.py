@@ -139,6 +139,9 @@ class AggregatedSerializer(Generic[G]):
         """Activities decoded from the compact form by their encoding: activities are frozen,
         so groups may share them (only those without mutable extra context or fields)."""
         self._caches = not activity_serializer._extra_fields
+        self._defaults = _plain_defaults(aggregated_class)
+        """The other fields' defaults, if ``model_construct`` may be skipped (plain defaults,
+        no private attributes), else ``None``."""
 
     def dumps(self, aggregated: AggregatedActivity) -> bytes:
         """Encode one aggregated activity (the compact form)."""
@@ -201,6 +204,16 @@ class AggregatedSerializer(Generic[G]):
                 f"cannot decode a {self.aggregated_class.__name__} from {raw!r:.200}: {exc}"
             ) from exc
 
+    def remember(self, data: bytes, activity: Activity) -> None:
+        """Take ``activity`` as the decoding of ``data`` (an activity just written)."""
+        if (
+            self._caches
+            and type(activity) is self.activities.activity_class
+            and not activity.extra_context
+            and len(self._decoded) < DECODED_CACHE
+        ):
+            self._decoded[data] = activity
+
     def _loads_compact(self, raw: bytes) -> G:
         fields = raw.split(b"|", 8)
         if len(fields) != 9:
@@ -235,16 +248,24 @@ class AggregatedSerializer(Generic[G]):
                     activity.__dict__["activity_id"] = ids[i].decode()
                 if self._caches and not activity.extra_context:
                     cache[datas[i]] = activity
-        activities = cast(list[Activity], found)
-        return self.aggregated_class.model_construct(
-            group=group.decode(),
-            created_at=_time_of_digits(created),
-            updated_at=_time_of_digits(updated),
-            seen_at=_time_of_digits(seen),
-            read_at=_time_of_digits(read),
-            minimized_activities=int(minimized),
-            activities=activities,
-        )
+        values = {
+            "group": group.decode(),
+            "created_at": _time_of_digits(created),
+            "updated_at": _time_of_digits(updated),
+            "seen_at": _time_of_digits(seen),
+            "read_at": _time_of_digits(read),
+            "minimized_activities": int(minimized),
+            "activities": cast(list[Activity], found),
+        }
+        defaults = self._defaults
+        if defaults is None:
+            return self.aggregated_class.model_construct(**values)
+        built = self.aggregated_class.__new__(self.aggregated_class)
+        object.__setattr__(built, "__dict__", {**defaults, **values})
+        object.__setattr__(built, "__pydantic_fields_set__", set(values))
+        object.__setattr__(built, "__pydantic_extra__", None)
+        object.__setattr__(built, "__pydantic_private__", None)
+        return built
 
 
 def entry(activity_id: str, data: bytes) -> bytes | None:
@@ -267,6 +288,40 @@ def _check_unvalidated(actor: Any, object_: Any, target: Any, extra_context: Any
         raise TypeError(f"extra_context must be an object, got {extra_context!r}")
 
 
+_BUILT = frozenset(
+    (
+        "group",
+        "created_at",
+        "updated_at",
+        "seen_at",
+        "read_at",
+        "minimized_activities",
+        "activities",
+    )
+)
+
+
+def _plain_defaults(aggregated_class: type[AggregatedActivity]) -> dict[str, Any] | None:
+    """Defaults of the fields a compact group does not hold, if all are plain immutable
+    values and the class has no private attributes or extra; else ``None``."""
+    if aggregated_class.__private_attributes__ or aggregated_class.model_config.get("extra"):
+        return None
+    defaults: dict[str, Any] = {}
+    for name, info in aggregated_class.model_fields.items():
+        if name in _BUILT:
+            continue
+        if info.default_factory is not None or not isinstance(
+            info.default, bool | int | float | str | bytes | type(None)
+        ):
+            return None
+        defaults[name] = info.default
+    return defaults
+
+
+_TIMES: dict[bytes, Any] = {}
+"""Datetimes of recent 18-digit times (groups share creation and update times)."""
+
+
 def _micros(value: Any) -> int | None:
     return None if value is None else epoch_micros(value)
 
@@ -278,9 +333,14 @@ def _digits(value: Any) -> bytes:
 def _time_of_digits(value: bytes) -> Any:
     if not value:
         return None
-    if not value.isdigit():
-        raise ValueError(f"malformed time {value!r}")
-    return from_epoch_micros(int(value))
+    found = _TIMES.get(value)
+    if found is None:
+        if not value.isdigit():
+            raise ValueError(f"malformed time {value!r}")
+        if len(_TIMES) >= DECODED_CACHE:
+            _TIMES.clear()
+        found = _TIMES[value] = from_epoch_micros(int(value))
+    return found
 
 
 def _time_or_none(value: int | None) -> Any:

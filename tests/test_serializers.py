@@ -201,3 +201,28 @@ def test_aggregated_data_in_the_compact_form_round_trips_and_takes_the_stored_id
 def test_corrupt_compact_aggregated_data_is_a_serialization_error(raw):
     with pytest.raises(SerializationError):
         aggregated_serializer().loads(raw)
+
+
+class TaggedGroup(AggregatedActivity):
+    tags: list[str] = []
+    label: str = "x"
+
+
+@pytest.mark.parametrize("cls", [AggregatedActivity, NotificationActivity, TaggedGroup])
+def test_compact_groups_decode_like_model_construct(cls):
+    group = cls(group="g")
+    for activity in [make_activity(i) for i in range(3)]:
+        group.append(activity)
+    serializer = aggregated_serializer(cls)
+    loaded = serializer.loads(serializer.dumps(group))
+    expected = cls.model_construct(
+        group="g",
+        activities=group.activities,
+        created_at=group.created_at,
+        updated_at=group.updated_at,
+    )
+    assert type(loaded) is cls
+    assert loaded.model_dump() == expected.model_dump()
+    assert loaded.model_fields_set >= {"group", "activities"}
+    loaded.minimized_activities = 4  # groups are not shared: each decode is its own
+    assert serializer.loads(serializer.dumps(group)).minimized_activities == 0

@@ -514,6 +514,10 @@ class AggregatedFeed(Feed[AggregatedT]):
             reply = replies[0] if replies else None
             if isinstance(reply, list):
                 serializer = self.get_aggregated_serializer()
+                for activity in checked:
+                    data = encoded.get(activity.activity_id)
+                    if data is not None:
+                        serializer.remember(data, activity)
                 return [serializer.loads(data) for data in reply]
         plan = self._plan_add(checked, version)
         results = await self._change(
