@@ -3,12 +3,13 @@
 ``RedisServer`` is what the storages talk to: it resolves the running loop's
 client, sends many commands as one pipeline (one round trip per node), runs Lua
 scripts by SHA and turns connection failures into ``StorageUnavailableError``.
+Every new connection loads every script as it connects (one round trip), so a
+call never meets ``NOSCRIPT`` unless the server's scripts were flushed since.
 """
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,7 +18,6 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.backoff import ExponentialBackoff
-from redis.commands.core import AsyncScript
 from redis.exceptions import (
     ClusterDownError,
     NoScriptError,
@@ -32,7 +32,7 @@ from redis.retry import Retry
 from ...config import cached_client, redis_options, redis_url
 from ...exceptions import StorageUnavailableError
 from ...redis_urls import CLUSTER_SCHEMES, RedisTarget, parse_redis_url
-from .scripts import Lua
+from .scripts import REGISTRY, Lua
 
 __all__ = ["RedisServer", "create_client", "get_server"]
 
@@ -44,7 +44,7 @@ CONNECT_TIMEOUT = 2.0
 SOCKET_TIMEOUT = 5.0
 """Seconds to wait for a reply; a hung server raises instead of blocking forever."""
 
-_scripts: weakref.WeakKeyDictionary[Any, dict[str, AsyncScript]] = weakref.WeakKeyDictionary()
+ConnectFunc = Callable[[Connection], Awaitable[None]]
 
 
 def is_cluster_url(url: str) -> bool:
@@ -74,10 +74,33 @@ def _options(target: RedisTarget, overrides: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+def loading_scripts(handshake: ConnectFunc | None = None) -> ConnectFunc:
+    """A connect function: ``handshake`` (redis-py's own by default), then every script
+    loaded, pipelined in one round trip (a server refusing one is left to load on use)."""
+
+    async def connect(connection: Connection) -> None:
+        if handshake is None:
+            await connection.on_connect()
+        else:
+            await handshake(connection)
+        scripts = [lua.source for lua in REGISTRY.values()]
+        await connection.send_packed_command(
+            connection.pack_commands([("SCRIPT", "LOAD", source) for source in scripts])
+        )
+        for _ in scripts:
+            try:
+                await connection.read_response()
+            except ResponseError:
+                pass
+
+    return connect
+
+
 def create_client(url: str, options: dict[str, Any] | None = None, **overrides: Any) -> Client:
     """A new, not yet connected client for ``url`` and ``configure`` ``options``.
 
-    ``overrides`` go to redis-py as they are (say a ``connection_class`` in tests).
+    ``overrides`` go to redis-py as they are (say a ``connection_class`` in tests). Its
+    connections load every script as they connect.
     """
     target = parse_redis_url(url, options)
     if target.cluster:
@@ -87,8 +110,13 @@ def create_client(url: str, options: dict[str, Any] | None = None, **overrides: 
         kwargs.update(overrides)
         nodes = [ClusterNode(host, port) for host, port in target.seeds]
         cluster: RedisCluster = RedisCluster(startup_nodes=nodes, ssl=target.tls, **kwargs)
+        connect = loading_scripts(cluster.connection_kwargs.get("redis_connect_func"))
+        cluster.connection_kwargs["redis_connect_func"] = connect
+        for node in cluster.nodes_manager.startup_nodes.values():
+            node.connection_kwargs["redis_connect_func"] = connect
         return cluster
     kwargs = _options(target, overrides)
+    kwargs.setdefault("redis_connect_func", loading_scripts())
     if target.path is not None:
         kwargs.setdefault("connection_class", UnixDomainSocketConnection)
         kwargs["path"] = target.path
@@ -223,19 +251,9 @@ class RedisServer:
                 ) from exc
             raise
 
-    def script(self, lua: Lua) -> AsyncScript:
-        """The client's registered ``Script`` for ``lua`` (its SHA is computed once)."""
-        client = self.client()
-        registry = _scripts.setdefault(client, {})
-        script = registry.get(lua.name)
-        if script is None:
-            # redis-py annotates register_script's self as Redis; RedisCluster has it too.
-            script = registry[lua.name] = client.register_script(lua.source)  # type: ignore[misc]
-        return script
-
     def evalsha(self, lua: Lua, keys: Sequence[str], args: Sequence[Any]) -> Command:
         """The ``EVALSHA`` command running ``lua`` on ``keys`` (all of one hash tag)."""
-        return ("EVALSHA", self.script(lua).sha, len(keys), *keys, *args)
+        return ("EVALSHA", lua.sha, len(keys), *keys, *args)
 
     async def call(self, *args: Any) -> Any:
         """Send one command and return its reply."""
@@ -276,10 +294,9 @@ class RedisServer:
             await self.run([("DEL", key) for key in keys[start : start + batch]])
 
     async def _load_scripts(self, client: Client, shas: set[Any]) -> None:
-        # a copy: other tasks may register scripts while this one awaits a load
-        for script in list(_scripts.get(client, {}).values()):
-            if script.sha in shas:
-                await client.script_load(script.script)
+        """Load scripts the server lost since the connection loaded them (SCRIPT FLUSH)."""
+        for sha in shas:
+            await client.script_load(REGISTRY[sha].source)
 
 
 async def _pipeline(client: Client, commands: Sequence[Command]) -> list[Any]:

@@ -12,15 +12,24 @@ id -> score), ``groups`` (hash id -> data), ``version``, ``unseen`` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
+
+REGISTRY: dict[str, Lua] = {}
+"""Every script by SHA: a new connection loads them all, so no call meets ``NOSCRIPT``."""
 
 
 @dataclass(frozen=True, slots=True)
 class Lua:
-    """A named Lua script; ``RedisServer`` registers it per client and runs it by SHA."""
+    """A named Lua script; ``RedisServer`` runs it by SHA (loaded on connect, or on demand)."""
 
     name: str
     source: str
+    sha: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
+        REGISTRY[self.sha] = self
 
 
 _COUNTS_JSON = """
@@ -58,19 +67,33 @@ _REFERENCES = (
     ACTIVITY_HASHES
     + """
 -- A timeline took (hold) or let go of (release) an activity: its count of holders
--- moves, and the data goes with the last holder. ttl < 0: no expiry.
-local function hold(tag, shards, ttl, id)
-  local _, refs = activity_hashes(tag, shards, id)
-  redis.call('HINCRBY', refs, id, 1)
-  local bucket = tonumber(string.sub(id, 1, 8))
-  if ttl >= 0 and bucket then
-    redis.call('EXPIREAT', refs, (bucket + 1) * 10000 + ttl)
+-- moves, and the data goes with the last holder. ttl < 0: no expiry. A hold is
+-- counted in `held` and written once per id by flush_holds at the end of the
+-- script (a fanout holds one id for every feed of a chunk); a release first takes
+-- the id's pending holds along, so the count moves exactly as if each was written.
+local held = {}
+
+local function hold(id)
+  held[id] = (held[id] or 0) + 1
+end
+
+local function flush_holds(tag, shards, ttl)
+  for id, n in pairs(held) do
+    local _, refs = activity_hashes(tag, shards, id)
+    redis.call('HINCRBY', refs, id, n)
+    local bucket = tonumber(string.sub(id, 1, 8))
+    if ttl >= 0 and bucket then
+      redis.call('EXPIREAT', refs, (bucket + 1) * 10000 + ttl)
+    end
   end
+  held = {}
 end
 
 local function release(tag, shards, id)
   local data, refs = activity_hashes(tag, shards, id)
-  if redis.call('HINCRBY', refs, id, -1) <= 0 then
+  local pending = held[id] or 0
+  held[id] = nil
+  if redis.call('HINCRBY', refs, id, pending - 1) <= 0 then
     redis.call('HDEL', data, id)
     redis.call('HDEL', refs, id)
   end
@@ -149,43 +172,62 @@ ADD_TO_TIMELINES = Lua(
     "add_to_timelines",
     _TIMELINE
     + """
--- KEYS: (timeline, versions, removals) of each feed; a single server, or one feed
--- on a cluster. ARGV: max length (-1 = no trim), version, TTL cutoff id ('' =
--- none), the activity storage (tag, shards, ttl, counted), then the ids.
--- An id is added where its last applied version (held, or removed: negative) is
--- older than this one. Returns how many ids were new in each timeline.
+-- KEYS: (timeline, versions, removals) of one feed on a cluster; none on a single
+-- server, where ARGV[8] names the feeds instead: their keys joined by '}' (a feed
+-- key holds no brace). ARGV: max length (-1 = no trim), version, TTL cutoff id
+-- ('' = none), the activity storage (tag, shards, ttl, counted), the feed keys
+-- ('' with KEYS), then the ids. An id is added where its last applied version
+-- (held, or removed: negative) is older than this one. Returns how many ids were
+-- new in each timeline.
 local max_length = tonumber(ARGV[1])
 local version = tonumber(ARGV[2])
 local cutoff = ARGV[3]
 local refs = refs_of(4)
-local added = {}
-for k = 1, #KEYS, 3 do
-  local timeline, versions, removals = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+local counted = refs[4] == 1
+local ids = {}
+for i = 9, #ARGV do
+  if cutoff == '' or ARGV[i] >= cutoff then
+    ids[#ids + 1] = ARGV[i]
+  end
+end
+
+local function add(timeline, versions, removals)
   local new = 0
-  for first = 8, #ARGV, 1000 do
-    local last = math.min(first + 999, #ARGV)
-    local known = redis.call('HMGET', versions, unpack(ARGV, first, last))
-    for i = first, last do
-      local id = ARGV[i]
-      local seen = known[i - first + 1]
-      if (cutoff == '' or id >= cutoff) and (not seen or math.abs(tonumber(seen)) < version) then
-        local fresh = redis.call('ZADD', timeline, 0, id)
+  for _, id in ipairs(ids) do
+    local apply = redis.call('HSETNX', versions, id, ARGV[2]) == 1
+    if not apply then
+      local seen = tonumber(redis.call('HGET', versions, id))
+      if math.abs(seen) < version then
+        apply = true
         redis.call('HSET', versions, id, ARGV[2])
-        if seen and tonumber(seen) < 0 then
+        if seen < 0 then
           redis.call('ZREM', removals, id)
         end
-        if fresh == 1 then
-          new = new + 1
-          if refs[4] == 1 then
-            hold(refs[1], refs[2], refs[3], id)
-          end
-        end
+      end
+    end
+    if apply and redis.call('ZADD', timeline, 0, id) == 1 then
+      new = new + 1
+      if counted then
+        hold(id)
       end
     end
   end
   trim_timeline(timeline, versions, max_length, cutoff, refs)
-  added[#added + 1] = new
+  return new
 end
+
+local added = {}
+if #KEYS > 0 then
+  for k = 1, #KEYS, 3 do
+    added[#added + 1] = add(KEYS[k], KEYS[k + 1], KEYS[k + 2])
+  end
+else
+  for feed in string.gmatch(ARGV[8], '[^}]+') do
+    local base = '{' .. feed .. '}:'
+    added[#added + 1] = add(base .. 'tl', base .. 'tv', base .. 'tr')
+  end
+end
+flush_holds(refs[1], refs[2], refs[3])
 return added
 """,
 )
