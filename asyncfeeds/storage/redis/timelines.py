@@ -79,27 +79,32 @@ class RedisTimelineStorage:
         in one argument (a fanout chunk of 100 feeds is one short command); on a
         cluster, one call per feed with its keys.
         """
-        ids_of: dict[int, list[str]] = {}  # a fanout gives every feed the same rows
         items: dict[str, bytes] = {}
-        for rows in entries.values():
-            if id(rows) not in ids_of:
-                ids_of[id(rows)] = [i for i, _ in rows]
+        ids_of: dict[str, list[str]] = {}
+        last: Sequence[Entry] | None = None
+        ids: list[str] = []
+        for feed_key, rows in entries.items():
+            if rows is not last:  # a fanout gives every feed the same rows
+                last, ids = rows, [i for i, _ in rows]
                 items.update((i, data) for i, data in rows if data)
+            ids_of[feed_key] = ids
         commands: list[Command] = self.activities.add_commands(items) if items else []
         trim = -1 if max_length is None else max_length
-        by_ids = self._by_ids({k: ids_of[id(rows)] for k, rows in entries.items()})
+        by_ids = self._by_ids(ids_of)
         first = len(commands)
         args = [trim, version, self._cutoff(), *self._refs()]
         single = not self.server.is_cluster
-        for ids, feed_keys in by_ids:
+        for unique, feed_keys in by_ids:
             if single:
                 joined = "}".join(feed_keys)
                 if joined.count("}") != len(feed_keys) - 1:
                     raise ValueError(f"a feed key holds a brace: {feed_keys!r}")
-                commands.append(self.server.evalsha(ADD_TO_TIMELINES, [], [*args, joined, *ids]))
+                commands.append(
+                    self.server.evalsha(ADD_TO_TIMELINES, [], [*args, joined, *unique])
+                )
             else:
                 keys = [key for feed_key in feed_keys for key in timeline_keys(feed_key)]
-                commands.append(self.server.evalsha(ADD_TO_TIMELINES, keys, [*args, "", *ids]))
+                commands.append(self.server.evalsha(ADD_TO_TIMELINES, keys, [*args, "", *unique]))
         return self._counts(entries, by_ids, (await self.server.run(commands))[first:])
 
     async def remove_many(
