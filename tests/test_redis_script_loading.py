@@ -34,6 +34,10 @@ async def test_a_new_connection_loads_every_script(fresh_redis: RedisProcess) ->
     shas = list(REGISTRY)
     assert len(shas) > 3
     assert await server.call("SCRIPT", "EXISTS", *shas) == [1] * len(shas)
+    await server.call("SCRIPT", "FLUSH")
+    await asyncfeeds.aclose()  # a restarted server: the next connection loads them again
+    await server.ping()
+    assert await server.call("SCRIPT", "EXISTS", *shas) == [1] * len(shas)
     await asyncfeeds.aclose()
 
 

@@ -3,8 +3,9 @@
 ``RedisServer`` is what the storages talk to: it resolves the running loop's
 client, sends many commands as one pipeline (one round trip per node), runs Lua
 scripts by SHA and turns connection failures into ``StorageUnavailableError``.
-Every new connection loads every script as it connects (one round trip), so a
-call never meets ``NOSCRIPT`` unless the server's scripts were flushed since.
+Every new connection checks that the server knows every script as it connects
+(one round trip; a second loads those it lacks), so a call never meets
+``NOSCRIPT`` unless the server's scripts were flushed since.
 """
 
 from __future__ import annotations
@@ -75,19 +76,25 @@ def _options(target: RedisTarget, overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def loading_scripts(handshake: ConnectFunc | None = None) -> ConnectFunc:
-    """A connect function: ``handshake`` (redis-py's own by default), then every script
-    loaded, pipelined in one round trip (a server refusing one is left to load on use)."""
+    """A connect function: ``handshake`` (redis-py's own by default), then one round trip
+    asking which scripts the server knows, and one loading those it does not (a fresh or
+    restarted server). A server refusing a load leaves that script to load on use."""
 
     async def connect(connection: Connection) -> None:
         if handshake is None:
             await connection.on_connect()
         else:
             await handshake(connection)
-        scripts = [lua.source for lua in REGISTRY.values()]
+        luas = list(REGISTRY.values())
+        await connection.send_command("SCRIPT", "EXISTS", *(lua.sha for lua in luas))
+        known = await connection.read_response()
+        missing = [lua for lua, exists in zip(luas, known, strict=True) if not exists]
+        if not missing:
+            return
         await connection.send_packed_command(
-            connection.pack_commands([("SCRIPT", "LOAD", source) for source in scripts])
+            connection.pack_commands([("SCRIPT", "LOAD", lua.source) for lua in missing])
         )
-        for _ in scripts:
+        for _ in missing:
             try:
                 await connection.read_response()
             except ResponseError:
