@@ -132,16 +132,18 @@ class RedisTimelineStorage:
         result: list[tuple[tuple[str, ...], list[str]]] = []
         last: Sequence[str] | None = None
         unique: tuple[str, ...] = ()
+        group: list[str] = []
         for feed_key, ids in entries.items():
             if ids is not last:  # a fanout gives every feed the same ids
                 last, unique = ids, tuple(dict.fromkeys(ids))
+                group = groups.setdefault(unique, []) if single else group
             if not unique:
                 continue
             if single:
-                groups.setdefault(unique, []).append(feed_key)
+                group.append(feed_key)
             else:
                 result.append((unique, [feed_key]))
-        return result + list(groups.items())
+        return result + [(ids, keys) for ids, keys in groups.items() if keys]
 
     @staticmethod
     def _counts(
