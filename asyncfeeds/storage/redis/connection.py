@@ -207,11 +207,11 @@ class RedisServer:
 
     def client(self) -> Client:
         """The running loop's client, created on first use."""
-        url, options = redis_url(self.name), redis_options(self.name)
-        client: Client = cached_client(
-            "redis", self.name, lambda: create_client(url, options), close_client
-        )
+        client: Client = cached_client("redis", self.name, self._create, close_client)
         return client
+
+    def _create(self) -> Client:
+        return create_client(redis_url(self.name), redis_options(self.name))
 
     def pubsub(self) -> tuple[PubSub, Redis | None]:
         """A pub/sub handle and the client to close with it (``None``: the shared client's).
