@@ -309,3 +309,17 @@ async def test_one_chunk_in_flight_is_the_sequential_fanout(memory_backend: Back
                            fanout_concurrency=1, fanout=fanout)()
     await manager.add_user_activity(1, make_activity(3, actor=1))
     assert seen["most"] == 1 and seen["started"] == 20
+
+
+async def test_a_cancelled_eager_fanout_leaves_no_chunk_running(memory_backend: Backend) -> None:
+    followers = list(range(1000, 1500))
+    fanout, seen = tracking_fanout(4)
+    manager = make_manager(memory_backend, {1: {HIGH: followers}}, fanout_chunk_size=10,
+                           fanout_concurrency=4, fanout=fanout)()
+    publishing = asyncio.ensure_future(manager.add_user_activity(1, make_activity(4, actor=1)))
+    while seen["started"] < 6:
+        await asyncio.sleep(0)
+    publishing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await publishing
+    assert seen["now"] == 0 and seen["started"] == seen["ended"] < 100

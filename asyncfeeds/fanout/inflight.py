@@ -23,8 +23,13 @@ class InFlight:
 
     async def submit(self, write: Awaitable[Any]) -> None:
         """Start ``write``, first waiting for room; raises the first failure seen."""
-        while len(self.pending) >= self.limit and self.error is None:
-            await self._wait(asyncio.FIRST_COMPLETED)
+        try:
+            while len(self.pending) >= self.limit and self.error is None:
+                await self._wait(asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled while waiting: the writes in flight go too
+            _close(write)
+            await self._abort()
+            raise
         if self.error is not None:
             _close(write)
             await self.drain()
@@ -39,14 +44,18 @@ class InFlight:
             while self.pending:
                 await self._wait(asyncio.ALL_COMPLETED)
         except BaseException:
-            for task in self.pending:
-                task.cancel()
-            await asyncio.gather(*self.pending, return_exceptions=True)
-            self.pending.clear()
+            await self._abort()
             raise
         if self.error is not None:
             error, self.error = self.error, None
             raise error
+
+    async def _abort(self) -> None:
+        """Cancel the writes in flight and wait until they have ended."""
+        pending, self.pending = self.pending, set()
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def _wait(self, when: str) -> None:
         done, self.pending = await asyncio.wait(self.pending, return_when=when)
