@@ -246,13 +246,17 @@ def _flatten(groups: list[AggregatedActivity]) -> set[str]:
 
 
 def tracking_fanout(limit: int, fail_at: int | None = None) -> tuple[Any, dict[str, Any]]:
-    """A ``fanout`` override counting chunks in flight (and failing the ``fail_at``-th)."""
-    seen: dict[str, Any] = {"now": 0, "most": 0, "started": 0, "ended": 0}
+    """A ``fanout`` override counting chunks in flight (and failing the ``fail_at``-th);
+    ``seen["sixth"]`` is set when the sixth chunk starts."""
+    seen: dict[str, Any] = {"now": 0, "most": 0, "started": 0, "ended": 0,
+                            "sixth": asyncio.Event()}
 
     async def fanout(self: Manager, feed_class: Any, user_ids: Any, operation: Any,
                      activities: Any) -> int:
         seen["started"] += 1
         number = seen["started"]
+        if number == 6:
+            seen["sixth"].set()
         seen["now"] += 1
         seen["most"] = max(seen["most"], seen["now"])
         try:
@@ -317,8 +321,7 @@ async def test_a_cancelled_eager_fanout_leaves_no_chunk_running(memory_backend: 
     manager = make_manager(memory_backend, {1: {HIGH: followers}}, fanout_chunk_size=10,
                            fanout_concurrency=4, fanout=fanout)()
     publishing = asyncio.ensure_future(manager.add_user_activity(1, make_activity(4, actor=1)))
-    while seen["started"] < 6:
-        await asyncio.sleep(0)
+    await seen["sixth"].wait()
     publishing.cancel()
     with pytest.raises(asyncio.CancelledError):
         await publishing
