@@ -191,7 +191,8 @@ for i = 9, #ARGV do
   end
 end
 
-local function add(timeline, versions, removals)
+-- removals: the key, or the feed key to name it from when it is needed (rarely).
+local function add(timeline, versions, removals, feed)
   local new = 0
   for _, id in ipairs(ids) do
     local apply = redis.call('HSETNX', versions, id, ARGV[2]) == 1
@@ -201,7 +202,7 @@ local function add(timeline, versions, removals)
         apply = true
         redis.call('HSET', versions, id, ARGV[2])
         if seen < 0 then
-          redis.call('ZREM', removals, id)
+          redis.call('ZREM', removals or ('{' .. feed .. '}:tr'), id)
         end
       end
     end
@@ -223,8 +224,7 @@ if #KEYS > 0 then
   end
 else
   for feed in string.gmatch(ARGV[8], '[^}]+') do
-    local base = '{' .. feed .. '}:'
-    added[#added + 1] = add(base .. 'tl', base .. 'tv', base .. 'tr')
+    added[#added + 1] = add('{' .. feed .. '}:tl', '{' .. feed .. '}:tv', nil, feed)
   end
 end
 flush_holds(refs[1], refs[2], refs[3])
