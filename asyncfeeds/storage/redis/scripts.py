@@ -67,36 +67,38 @@ _REFERENCES = (
     ACTIVITY_HASHES
     + """
 -- A timeline took (hold) or let go of (release) an activity: its count of holders
--- moves, and the data goes with the last holder. ttl < 0: no expiry. A hold is
--- counted in `held` and written once per id by flush_holds at the end of the
--- script (a fanout holds one id for every feed of a chunk); a release first takes
--- the id's pending holds along, so the count moves exactly as if each was written.
-local held = {}
+-- moves, and the data goes with the last holder. ttl < 0: no expiry. Both are
+-- summed per id in `moved` and written once per id by flush_refs at the end of the
+-- script (a fanout holds one id for every feed of a chunk), so an activity one feed
+-- takes and drops at once keeps its data for the other feeds of the call.
+local moved = {}
+local released = {}
 
 local function hold(id)
-  held[id] = (held[id] or 0) + 1
+  moved[id] = (moved[id] or 0) + 1
 end
 
-local function flush_holds(tag, shards, ttl)
-  for id, n in pairs(held) do
-    local _, refs = activity_hashes(tag, shards, id)
-    redis.call('HINCRBY', refs, id, n)
-    local bucket = tonumber(string.sub(id, 1, 8))
-    if ttl >= 0 and bucket then
-      redis.call('EXPIREAT', refs, (bucket + 1) * 10000 + ttl)
+local function release(id)
+  moved[id] = (moved[id] or 0) - 1
+  released[id] = true
+end
+
+local function flush_refs(tag, shards, ttl)
+  for id, n in pairs(moved) do
+    local data, refs = activity_hashes(tag, shards, id)
+    local left = redis.call('HINCRBY', refs, id, n)
+    if released[id] and left <= 0 then
+      redis.call('HDEL', data, id)
+      redis.call('HDEL', refs, id)
+    elseif n > 0 then
+      local bucket = tonumber(string.sub(id, 1, 8))
+      if ttl >= 0 and bucket then
+        redis.call('EXPIREAT', refs, (bucket + 1) * 10000 + ttl)
+      end
     end
   end
-  held = {}
-end
-
-local function release(tag, shards, id)
-  local data, refs = activity_hashes(tag, shards, id)
-  local pending = held[id] or 0
-  held[id] = nil
-  if redis.call('HINCRBY', refs, id, pending - 1) <= 0 then
-    redis.call('HDEL', data, id)
-    redis.call('HDEL', refs, id)
-  end
+  moved = {}
+  released = {}
 end
 """
 )
@@ -141,7 +143,7 @@ local function let_go(timeline, versions, ids, refs)
   end
   if refs[4] == 1 then
     for _, id in ipairs(ids) do
-      release(refs[1], refs[2], id)
+      release(id)
     end
   end
 end
@@ -227,7 +229,7 @@ else
     added[#added + 1] = add('{' .. feed .. '}:tl', '{' .. feed .. '}:tv', nil, feed)
   end
 end
-flush_holds(refs[1], refs[2], refs[3])
+flush_refs(refs[1], refs[2], refs[3])
 return added
 """,
 )
@@ -257,7 +259,7 @@ for k = 1, #KEYS, 3 do
         if redis.call('ZREM', timeline, id) == 1 then
           count = count + 1
           if refs[4] == 1 then
-            release(refs[1], refs[2], id)
+            release(id)
           end
         end
         redis.call('HSET', versions, id, '-' .. ARGV[1])
@@ -273,6 +275,7 @@ for k = 1, #KEYS, 3 do
   end
   removed[#removed + 1] = count
 end
+flush_refs(refs[1], refs[2], refs[3])
 return removed
 """,
 )
@@ -283,7 +286,9 @@ TRIM_TIMELINE = Lua(
     + """
 -- KEYS: timeline, versions. ARGV: length, TTL cutoff id ('' = none), the activity
 -- storage (tag, shards, ttl, counted). Keeps the newest ids and their versions.
-trim_timeline(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2], refs_of(3))
+local refs = refs_of(3)
+trim_timeline(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2], refs)
+flush_refs(refs[1], refs[2], refs[3])
 return 1
 """,
 )
@@ -297,6 +302,7 @@ DELETE_TIMELINE = Lua(
 local refs = refs_of(1)
 if refs[4] == 1 then
   let_go(KEYS[1], KEYS[2], redis.call('ZRANGE', KEYS[1], 0, -1), refs)
+  flush_refs(refs[1], refs[2], refs[3])
 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 return 1
