@@ -1,6 +1,6 @@
-"""Scripts on a Redis that does not know them: a fresh server learns every script when a
-connection opens; one whose scripts were flushed since is taught them again on use, and
-every concurrent caller gets its reply, none an error from the loader."""
+"""Scripts on a Redis that does not know them: a fresh server learns every script with a
+client's first commands; one whose scripts were flushed since is taught them again on use,
+and every concurrent caller gets its reply, none an error from the loader."""
 
 from __future__ import annotations
 
@@ -28,16 +28,16 @@ def fresh_redis(tmp_path: Path) -> Iterator[RedisProcess]:
         server.stop()
 
 
-async def test_a_new_connection_loads_every_script(fresh_redis: RedisProcess) -> None:
+async def test_a_new_client_loads_every_script_with_its_first_commands(
+    fresh_redis: RedisProcess,
+) -> None:
     server = get_server(NAME)
-    await server.ping()
     shas = list(REGISTRY)
     assert len(shas) > 3
-    assert await server.call("SCRIPT", "EXISTS", *shas) == [1] * len(shas)
+    assert await server.run([("SCRIPT", "EXISTS", *shas)]) == [[1] * len(shas)]
     await server.call("SCRIPT", "FLUSH")
-    await asyncfeeds.aclose()  # a restarted server: the next connection loads them again
-    await server.ping()
-    assert await server.call("SCRIPT", "EXISTS", *shas) == [1] * len(shas)
+    await asyncfeeds.aclose()  # as after a restart: the next client loads them again
+    assert await server.run([("SCRIPT", "EXISTS", *shas)]) == [[1] * len(shas)]
     await asyncfeeds.aclose()
 
 
@@ -45,7 +45,7 @@ async def test_scripts_flushed_since_are_loaded_on_use_by_concurrent_callers(
     fresh_redis: RedisProcess,
 ) -> None:
     server = get_server(NAME)
-    await asyncio.gather(*(server.ping() for _ in range(20)))  # open the connections first
+    await asyncio.gather(*(server.run([("PING",)]) for _ in range(20)))  # primed, connected
     await server.call("SCRIPT", "FLUSH")
     luas = list(REGISTRY.values())
     calls = [server.run([server.evalsha(GET_ACTIVITIES, ["k"], ["i"])]) for _ in range(5)]

@@ -3,14 +3,15 @@
 ``RedisServer`` is what the storages talk to: it resolves the running loop's
 client, sends many commands as one pipeline (one round trip per node), runs Lua
 scripts by SHA and turns connection failures into ``StorageUnavailableError``.
-Every new connection checks that the server knows every script as it connects
-(one round trip; a second loads those it lacks), so a call never meets
-``NOSCRIPT`` unless the server's scripts were flushed since.
+A single server's client sends every script ahead of the commands of the first
+pipeline it runs (the same round trip), so no call meets ``NOSCRIPT`` unless the
+server lost its scripts since (a restart; then they are loaded on use).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+import weakref
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -45,7 +46,8 @@ CONNECT_TIMEOUT = 2.0
 SOCKET_TIMEOUT = 5.0
 """Seconds to wait for a reply; a hung server raises instead of blocking forever."""
 
-ConnectFunc = Callable[[Connection], Awaitable[None]]
+_primed: weakref.WeakSet[Any] = weakref.WeakSet()
+"""Clients whose server was sent every script (in the first pipeline the client ran)."""
 
 
 def is_cluster_url(url: str) -> bool:
@@ -75,39 +77,10 @@ def _options(target: RedisTarget, overrides: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def loading_scripts(handshake: ConnectFunc | None = None) -> ConnectFunc:
-    """A connect function: ``handshake`` (redis-py's own by default), then one round trip
-    asking which scripts the server knows, and one loading those it does not (a fresh or
-    restarted server). A server refusing a load leaves that script to load on use."""
-
-    async def connect(connection: Connection) -> None:
-        if handshake is None:
-            await connection.on_connect()
-        else:
-            await handshake(connection)
-        luas = list(REGISTRY.values())
-        await connection.send_command("SCRIPT", "EXISTS", *(lua.sha for lua in luas))
-        known = await connection.read_response()
-        missing = [lua for lua, exists in zip(luas, known, strict=True) if not exists]
-        if not missing:
-            return
-        await connection.send_packed_command(
-            connection.pack_commands([("SCRIPT", "LOAD", lua.source) for lua in missing])
-        )
-        for _ in missing:
-            try:
-                await connection.read_response()
-            except ResponseError:
-                pass
-
-    return connect
-
-
 def create_client(url: str, options: dict[str, Any] | None = None, **overrides: Any) -> Client:
     """A new, not yet connected client for ``url`` and ``configure`` ``options``.
 
-    ``overrides`` go to redis-py as they are (say a ``connection_class`` in tests). Its
-    connections load every script as they connect.
+    ``overrides`` go to redis-py as they are (say a ``connection_class`` in tests).
     """
     target = parse_redis_url(url, options)
     if target.cluster:
@@ -117,13 +90,8 @@ def create_client(url: str, options: dict[str, Any] | None = None, **overrides: 
         kwargs.update(overrides)
         nodes = [ClusterNode(host, port) for host, port in target.seeds]
         cluster: RedisCluster = RedisCluster(startup_nodes=nodes, ssl=target.tls, **kwargs)
-        connect = loading_scripts(cluster.connection_kwargs.get("redis_connect_func"))
-        cluster.connection_kwargs["redis_connect_func"] = connect
-        for node in cluster.nodes_manager.startup_nodes.values():
-            node.connection_kwargs["redis_connect_func"] = connect
         return cluster
     kwargs = _options(target, overrides)
-    kwargs.setdefault("redis_connect_func", loading_scripts())
     if target.path is not None:
         kwargs.setdefault("connection_class", UnixDomainSocketConnection)
         kwargs["path"] = target.path
@@ -277,7 +245,7 @@ class RedisServer:
             return []
         client = self.client()
         with self.errors():
-            results = await _pipeline(client, commands)
+            results = await self._run_priming(client, commands)
             missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
             if missing:
                 await self._load_scripts(client, {commands[i][1] for i in missing})
@@ -288,6 +256,20 @@ class RedisServer:
                 if isinstance(result, Exception):
                     raise result
         return results
+
+    async def _run_priming(self, client: Client, commands: Sequence[Command]) -> list[Any]:
+        """``_pipeline``, led by a SCRIPT LOAD of every script on a client's first run (a
+        single server: a cluster pipeline cannot route them; it loads scripts on use)."""
+        if client in _primed or isinstance(client, RedisCluster):
+            return await _pipeline(client, commands)
+        loads = [("SCRIPT", "LOAD", lua.source) for lua in REGISTRY.values()]
+        _primed.add(client)
+        try:
+            results = await _pipeline(client, [*loads, *commands])
+        except BaseException:
+            _primed.discard(client)
+            raise
+        return results[len(loads) :]  # a refused load leaves that script to load on use
 
     async def scan(self, pattern: str) -> list[str]:
         """Every key matching a glob ``pattern``, from every node of a cluster."""
