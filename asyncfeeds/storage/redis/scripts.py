@@ -194,28 +194,31 @@ for i = 9, #ARGV do
 end
 
 -- removals: the key, or the feed key to name it from when it is needed (rarely).
+local call = redis.call
 local function add(timeline, versions, removals, feed)
   local new = 0
   for _, id in ipairs(ids) do
-    local apply = redis.call('HSETNX', versions, id, ARGV[2]) == 1
+    local apply = call('HSETNX', versions, id, ARGV[2]) == 1
     if not apply then
-      local seen = tonumber(redis.call('HGET', versions, id))
+      local seen = tonumber(call('HGET', versions, id))
       if math.abs(seen) < version then
         apply = true
-        redis.call('HSET', versions, id, ARGV[2])
+        call('HSET', versions, id, ARGV[2])
         if seen < 0 then
-          redis.call('ZREM', removals or ('{' .. feed .. '}:tr'), id)
+          call('ZREM', removals or ('{' .. feed .. '}:tr'), id)
         end
       end
     end
-    if apply and redis.call('ZADD', timeline, 0, id) == 1 then
+    if apply and call('ZADD', timeline, 0, id) == 1 then
       new = new + 1
       if counted then
         hold(id)
       end
     end
   end
-  trim_timeline(timeline, versions, max_length, cutoff, refs)
+  if cutoff ~= '' or (max_length >= 0 and call('ZCARD', timeline) > max_length) then
+    trim_timeline(timeline, versions, max_length, cutoff, refs)
+  end
   return new
 end
 
