@@ -12,15 +12,24 @@ id -> score), ``groups`` (hash id -> data), ``version``, ``unseen`` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
+
+REGISTRY: dict[str, Lua] = {}
+"""Every script by SHA: a new connection loads them all, so no call meets ``NOSCRIPT``."""
 
 
 @dataclass(frozen=True, slots=True)
 class Lua:
-    """A named Lua script; ``RedisServer`` registers it per client and runs it by SHA."""
+    """A named Lua script; ``RedisServer`` runs it by SHA (loaded on connect, or on demand)."""
 
     name: str
     source: str
+    sha: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
+        REGISTRY[self.sha] = self
 
 
 _COUNTS_JSON = """
@@ -58,22 +67,38 @@ _REFERENCES = (
     ACTIVITY_HASHES
     + """
 -- A timeline took (hold) or let go of (release) an activity: its count of holders
--- moves, and the data goes with the last holder. ttl < 0: no expiry.
-local function hold(tag, shards, ttl, id)
-  local _, refs = activity_hashes(tag, shards, id)
-  redis.call('HINCRBY', refs, id, 1)
-  local bucket = tonumber(string.sub(id, 1, 8))
-  if ttl >= 0 and bucket then
-    redis.call('EXPIREAT', refs, (bucket + 1) * 10000 + ttl)
-  end
+-- moves, and the data goes with the last holder. ttl < 0: no expiry. Both are
+-- summed per id in `moved` and written once per id by flush_refs at the end of the
+-- script (a fanout holds one id for every feed of a chunk), so an activity one feed
+-- takes and drops at once keeps its data for the other feeds of the call.
+local moved = {}
+local released = {}
+
+local function hold(id)
+  moved[id] = (moved[id] or 0) + 1
 end
 
-local function release(tag, shards, id)
-  local data, refs = activity_hashes(tag, shards, id)
-  if redis.call('HINCRBY', refs, id, -1) <= 0 then
-    redis.call('HDEL', data, id)
-    redis.call('HDEL', refs, id)
+local function release(id)
+  moved[id] = (moved[id] or 0) - 1
+  released[id] = true
+end
+
+local function flush_refs(tag, shards, ttl)
+  for id, n in pairs(moved) do
+    local data, refs = activity_hashes(tag, shards, id)
+    local left = redis.call('HINCRBY', refs, id, n)
+    if released[id] and left <= 0 then
+      redis.call('HDEL', data, id)
+      redis.call('HDEL', refs, id)
+    elseif n > 0 then
+      local bucket = tonumber(string.sub(id, 1, 8))
+      if ttl >= 0 and bucket then
+        redis.call('EXPIREAT', refs, (bucket + 1) * 10000 + ttl)
+      end
+    end
   end
+  moved = {}
+  released = {}
 end
 """
 )
@@ -118,7 +143,7 @@ local function let_go(timeline, versions, ids, refs)
   end
   if refs[4] == 1 then
     for _, id in ipairs(ids) do
-      release(refs[1], refs[2], id)
+      release(id)
     end
   end
 end
@@ -149,43 +174,65 @@ ADD_TO_TIMELINES = Lua(
     "add_to_timelines",
     _TIMELINE
     + """
--- KEYS: (timeline, versions, removals) of each feed; a single server, or one feed
--- on a cluster. ARGV: max length (-1 = no trim), version, TTL cutoff id ('' =
--- none), the activity storage (tag, shards, ttl, counted), then the ids.
--- An id is added where its last applied version (held, or removed: negative) is
--- older than this one. Returns how many ids were new in each timeline.
+-- KEYS: (timeline, versions, removals) of one feed on a cluster; none on a single
+-- server, where ARGV[8] names the feeds instead: their keys joined by '}' (a feed
+-- key holds no brace). ARGV: max length (-1 = no trim), version, TTL cutoff id
+-- ('' = none), the activity storage (tag, shards, ttl, counted), the feed keys
+-- ('' with KEYS), then the ids. An id is added where its last applied version
+-- (held, or removed: negative) is older than this one. Returns how many ids were
+-- new in each timeline.
 local max_length = tonumber(ARGV[1])
 local version = tonumber(ARGV[2])
 local cutoff = ARGV[3]
 local refs = refs_of(4)
-local added = {}
-for k = 1, #KEYS, 3 do
-  local timeline, versions, removals = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+local counted = refs[4] == 1
+local ids = {}
+for i = 9, #ARGV do
+  if cutoff == '' or ARGV[i] >= cutoff then
+    ids[#ids + 1] = ARGV[i]
+  end
+end
+
+-- removals: the key, or the feed key to name it from when it is needed (rarely).
+local call = redis.call
+local function add(timeline, versions, removals, feed)
   local new = 0
-  for first = 8, #ARGV, 1000 do
-    local last = math.min(first + 999, #ARGV)
-    local known = redis.call('HMGET', versions, unpack(ARGV, first, last))
-    for i = first, last do
-      local id = ARGV[i]
-      local seen = known[i - first + 1]
-      if (cutoff == '' or id >= cutoff) and (not seen or math.abs(tonumber(seen)) < version) then
-        local fresh = redis.call('ZADD', timeline, 0, id)
-        redis.call('HSET', versions, id, ARGV[2])
-        if seen and tonumber(seen) < 0 then
-          redis.call('ZREM', removals, id)
-        end
-        if fresh == 1 then
-          new = new + 1
-          if refs[4] == 1 then
-            hold(refs[1], refs[2], refs[3], id)
-          end
+  for _, id in ipairs(ids) do
+    local apply = call('HSETNX', versions, id, ARGV[2]) == 1
+    if not apply then
+      local seen = tonumber(call('HGET', versions, id))
+      if math.abs(seen) < version then
+        apply = true
+        call('HSET', versions, id, ARGV[2])
+        if seen < 0 then
+          call('ZREM', removals or ('{' .. feed .. '}:tr'), id)
         end
       end
     end
+    if apply and call('ZADD', timeline, 0, id) == 1 then
+      new = new + 1
+      if counted then
+        hold(id)
+      end
+    end
   end
-  trim_timeline(timeline, versions, max_length, cutoff, refs)
-  added[#added + 1] = new
+  if cutoff ~= '' or (max_length >= 0 and call('ZCARD', timeline) > max_length) then
+    trim_timeline(timeline, versions, max_length, cutoff, refs)
+  end
+  return new
 end
+
+local added = {}
+if #KEYS > 0 then
+  for k = 1, #KEYS, 3 do
+    added[#added + 1] = add(KEYS[k], KEYS[k + 1], KEYS[k + 2])
+  end
+else
+  for feed in string.gmatch(ARGV[8], '[^}]+') do
+    added[#added + 1] = add('{' .. feed .. '}:tl', '{' .. feed .. '}:tv', nil, feed)
+  end
+end
+flush_refs(refs[1], refs[2], refs[3])
 return added
 """,
 )
@@ -215,7 +262,7 @@ for k = 1, #KEYS, 3 do
         if redis.call('ZREM', timeline, id) == 1 then
           count = count + 1
           if refs[4] == 1 then
-            release(refs[1], refs[2], id)
+            release(id)
           end
         end
         redis.call('HSET', versions, id, '-' .. ARGV[1])
@@ -231,6 +278,7 @@ for k = 1, #KEYS, 3 do
   end
   removed[#removed + 1] = count
 end
+flush_refs(refs[1], refs[2], refs[3])
 return removed
 """,
 )
@@ -241,7 +289,9 @@ TRIM_TIMELINE = Lua(
     + """
 -- KEYS: timeline, versions. ARGV: length, TTL cutoff id ('' = none), the activity
 -- storage (tag, shards, ttl, counted). Keeps the newest ids and their versions.
-trim_timeline(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2], refs_of(3))
+local refs = refs_of(3)
+trim_timeline(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2], refs)
+flush_refs(refs[1], refs[2], refs[3])
 return 1
 """,
 )
@@ -255,6 +305,7 @@ DELETE_TIMELINE = Lua(
 local refs = refs_of(1)
 if refs[4] == 1 then
   let_go(KEYS[1], KEYS[2], redis.call('ZRANGE', KEYS[1], 0, -1), refs)
+  flush_refs(refs[1], refs[2], refs[3])
 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 return 1
