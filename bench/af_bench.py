@@ -18,15 +18,24 @@ import datetime as dt
 import hashlib
 import inspect
 import json
+import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_PEER_DIR = HERE.parent.parent / "shared" / "bench" / "peer"
+DEFAULT_PEER_DIR = next(
+    (up / "shared" / "bench" / "peer" for up in (HERE.parent.parent, HERE.parent.parent.parent)
+     if (up / "shared" / "bench" / "peer" / "harness.py").is_file()),
+    HERE.parent.parent / "shared" / "bench" / "peer",
+)
 DRIVERS = ("asyncfeeds", "stream_framework")
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5")
+WORKLOADS = ("W1", "W1Q", "W2", "W3", "W4", "W5", "MEM", "RET")
+"""The peer's W1-W5 plus: W1Q (W1 through arq workers; SF: its eager W1, the reference),
+MEM (Redis bytes per stored activity and per aggregated group), RET (issue 13's retention
+scenario). W2 also runs concurrent readers for a driver whose reads are coroutines."""
 
 sys.path.insert(0, str(HERE))
 import measure  # noqa: E402
@@ -122,6 +131,181 @@ async def measured(driver: Instrumented, workload: Callable[[], Awaitable[dict]]
     return run
 
 
+# -- workloads beyond the peer's (same data generators, same driver contract) ----------
+def is_sync(driver: Any) -> bool:
+    """Stream Framework's driver is synchronous; asyncfeeds' returns coroutines."""
+    return driver.name == "stream_framework"
+
+
+async def w1_arq(driver: Any, n_followers: int, rep: int, workers: int,
+                 cpus: str | None) -> dict[str, Any]:
+    """W1 with the fanout run by ``workers`` arq worker processes at the library defaults.
+
+    Stream Framework runs its eager W1 fanout here: the issue compares the arq numbers
+    with that, in the same step, so the two are measured side by side.
+    """
+    if is_sync(driver):
+        run = await harness.w1_fanout(driver, n_followers, rep=rep)
+        run["mode"] = "Stream Framework eager W1 fanout (the reference of the arq row)"
+        return dict(run)
+    await driver.reset()
+    followers = harness.w1_followers(n_followers)
+    activity = harness.w1_activity(rep)
+    try:
+        await driver.start_workers(workers, cpus)
+        seconds = await driver.arq_fanout(activity.actor_id, followers, activity)
+    finally:
+        await driver.stop_workers()
+    found = await driver.count_feeds_containing(followers, activity)
+    return {"followers": n_followers, "workers": workers, "seconds": seconds,
+            "writes_per_s": n_followers / seconds, "verified_all_checked": n_followers,
+            "verified_all_found": found,
+            "mode": f"arq, {workers} worker processes, library defaults",
+            "worker_cpus": cpus or "the client's"}
+
+
+async def w2_concurrent(driver: Any, readers: int = 100, reads: int = 2000, page: int = 25,
+                        warmup: int = 50) -> dict[str, Any]:
+    """W2's feed read by ``readers`` concurrent asyncio tasks, ``reads`` reads in all."""
+    await driver.reset()
+    handle = await driver.read_prepare(42, harness.w2_activities(1000))
+    for _ in range(warmup):
+        await driver.read(handle, 0, page)
+    latencies: list[int] = []
+    short = 0
+
+    async def reader(count: int) -> None:
+        nonlocal short
+        for _ in range(count):
+            started = time.perf_counter_ns()
+            got = await driver.read(handle, 0, page)
+            latencies.append(time.perf_counter_ns() - started)
+            short += len(got) != page
+
+    started = time.perf_counter_ns()
+    await asyncio.gather(*(reader(reads // readers) for _ in range(readers)))
+    total = time.perf_counter_ns() - started
+    latencies.sort()
+    return {"readers": readers, "reads": len(latencies), "page": page,
+            "reads_per_s": len(latencies) / (total / 1e9),
+            "p50_us": harness.percentile(latencies, 50) / 1e3,
+            "p99_us": harness.percentile(latencies, 99) / 1e3,
+            "short_pages": short}
+
+
+SETTLE_S = 0.5
+"""Pause before a memory snapshot: Redis finishes growing a hash table in the background."""
+
+
+async def data_bytes(port: int) -> int:
+    """Redis bytes held by keys (``measure.redis_data_bytes``) once the server settled."""
+    await asyncio.sleep(SETTLE_S)
+    return measure.redis_data_bytes(port)
+
+
+def keys_bytes(port: int) -> int:
+    """The cross-check: the keys' own ``MEMORY USAGE`` (``measure.redis_keys_bytes``)."""
+    return measure.redis_keys_bytes(port)
+
+
+async def store_activities(driver: Any, specs: list[Any]) -> None:
+    """Activity storage only: SF's ``insert_activities`` / the asyncfeeds driver's."""
+    if is_sync(driver):
+        driver.ReadFeed.insert_activities([driver.to_activity(s) for s in specs])
+    else:
+        await driver.store_activities(specs)
+
+
+async def mem_activity_storage(driver: Any, port: int, n: int) -> dict[str, Any]:
+    """Redis bytes per activity in activity storage: W2-shaped activities (with extra)."""
+    await maybe_await(driver.reset())
+    await store_activities(driver, harness.w2_activities(5))  # loads any script first
+    await maybe_await(driver.reset())
+    before = await data_bytes(port)
+    await store_activities(driver, harness.w2_activities(n))
+    used = await data_bytes(port) - before
+    own = keys_bytes(port)
+    await maybe_await(driver.reset())
+    return {"activities": n, "bytes": used, "bytes_per_activity": used / n,
+            "memory_usage_per_activity": own / n}
+
+
+async def mem_aggregated_group(driver: Any, port: int) -> dict[str, Any]:
+    """Redis bytes per group of W3's feed after its 2,000 adds (activity storage excluded)."""
+    specs = harness.w3_activities(2000)
+    await maybe_await(driver.reset())
+    warm = await maybe_await(driver.agg_prepare(8, specs[:20]))  # loads any script first
+    for spec in specs[:20]:
+        await maybe_await(driver.agg_add(warm, spec))
+    await maybe_await(driver.reset())
+    feed = await maybe_await(driver.agg_prepare(7, specs))
+    before, own_before = await data_bytes(port), keys_bytes(port)
+    for spec in specs:
+        await maybe_await(driver.agg_add(feed, spec))
+    used = await data_bytes(port) - before
+    own = keys_bytes(port) - own_before
+    summary = await maybe_await(driver.agg_summary(feed))
+    await maybe_await(driver.reset())
+    groups = summary["aggregated_count"]
+    return {"bytes": used, "groups": groups, "bytes_per_group": used / groups,
+            "memory_usage_per_group": own / groups, **summary}
+
+
+RETENTION_ACTIVITIES = 10_000
+RETENTION_FOLLOWERS = 50
+RETENTION_LENGTH = 100
+
+
+def retention_specs() -> list[Any]:
+    """tests/test_retention.py's activities: actor 1, one verb, a minute apart."""
+    return [harness.ActivitySpec(actor_id=1, verb_id=harness.VERB_IDS[0], object_id=1 + n,
+                                 time=harness.BASE_TIME + dt.timedelta(minutes=n))
+            for n in range(RETENTION_ACTIVITIES)]
+
+
+async def retention(driver: Any, port: int) -> dict[str, Any]:
+    """Issue 13: 10,000 activities imported to 50 followers, every feed trimmed to 100,
+    then every other activity removed; Redis bytes after the trims and at the end."""
+    specs = retention_specs()
+    followers = list(range(2, 2 + RETENTION_FOLLOWERS))
+    removed = specs[1::2]
+    await maybe_await(driver.reset())
+    await store_activities(driver, harness.w2_activities(5))  # loads any script first
+    await maybe_await(driver.reset())
+    before = await data_bytes(port)
+    started = time.perf_counter()
+    if is_sync(driver):
+        driver.fanout_prepare(1, followers)
+        driver.manager.batch_import(1, [driver.to_activity(s) for s in specs], chunk_size=500)
+        driver.UserFeed(1).trim(RETENTION_LENGTH)
+        for user_id in followers:
+            driver.FanoutFeed(user_id).trim(RETENTION_LENGTH)
+    else:
+        await driver.retention_import(1, followers, specs)
+        await driver.retention_trim(1, followers, RETENTION_LENGTH)
+    seconds_import = time.perf_counter() - started
+    after_trim = await data_bytes(port) - before
+    own_after_trim = keys_bytes(port)
+    started = time.perf_counter()
+    if is_sync(driver):
+        for spec in removed:
+            driver.manager.remove_user_activity(1, driver.to_activity(spec))
+        counts = {"user_feed_count": driver.UserFeed(1).count(),
+                  "follower_feed_count": driver.FanoutFeed(followers[-1]).count()}
+    else:
+        await driver.retention_remove(1, removed)
+        counts = await driver.retention_counts(1, followers[-1])
+    seconds_remove = time.perf_counter() - started
+    end = await data_bytes(port) - before
+    own_end = keys_bytes(port)
+    await maybe_await(driver.reset())
+    return {"activities": len(specs), "followers": len(followers), "max_length": RETENTION_LENGTH,
+            "removed": len(removed), "redis_bytes_after_trim": after_trim,
+            "redis_bytes_end": end, "memory_usage_after_trim": own_after_trim,
+            "memory_usage_end": own_end, "seconds_import": seconds_import,
+            "seconds_remove": seconds_remove, **counts}
+
+
 def log(message: str, quiet: bool) -> None:
     if not quiet:
         print(message, file=sys.stderr, flush=True)
@@ -145,6 +329,16 @@ async def run_workloads(driver: Instrumented, args: argparse.Namespace) -> dict[
                     log(f"W1 n={size} exceeded the budget, stopping repeats", args.quiet)
                     break
             await driver.reset()
+    if "W1Q" in args.only:
+        size = args.arq_followers
+        runs = raw[f"W1_arq/{size}"] = []
+        for i in range(args.repeat):
+            run = await w1_arq(driver, size, args.first_rep + i, args.arq_workers,
+                               args.worker_cpus)
+            log(f"[{driver.name}] W1Q n={size}: {run['seconds']:.3f}s "
+                f"{run['writes_per_s']:.0f} writes/s", args.quiet)
+            runs.append(run)
+        await driver.reset()
     for key, name, workload in (("W2", "W2_read", harness.w2_read),
                                 ("W3", "W3_aggregated_add", harness.w3_aggregated_add),
                                 ("W4", "W4_notification", harness.w4_notification)):
@@ -157,7 +351,29 @@ async def run_workloads(driver: Instrumented, args: argparse.Namespace) -> dict[
                      if k in ("p50_us", "reads_per_s", "adds_per_s", "mark_all_ms")}
             log(f"[{driver.name}] {key}: {shown}", args.quiet)
             runs.append(run)
+            if key == "W2" and not is_sync(driver):
+                concurrent = await w2_concurrent(driver, readers=args.readers)
+                log(f"[{driver.name}] W2 {args.readers} readers: "
+                    f"{concurrent['reads_per_s']:.0f} reads/s", args.quiet)
+                raw.setdefault("W2_concurrent", []).append(concurrent)
         await driver.reset()
+    if "MEM" in args.only:
+        for _ in range(args.repeat):
+            for n in args.memory_sizes:
+                run = await mem_activity_storage(driver, args.port, n)
+                raw.setdefault(f"MEM_activity_storage/{n}", []).append(run)
+                log(f"[{driver.name}] MEM {n} activities: {run['bytes_per_activity']:.1f} B each",
+                    args.quiet)
+            run = await mem_aggregated_group(driver, args.port)
+            raw.setdefault("MEM_aggregated_group", []).append(run)
+            log(f"[{driver.name}] MEM W3 groups: {run['bytes_per_group']:.0f} B each "
+                f"({run['groups']} groups)", args.quiet)
+    if "RET" in args.only:
+        for _ in range(args.repeat):
+            run = await retention(driver, args.port)
+            raw.setdefault("RET_retention", []).append(run)
+            log(f"[{driver.name}] RET: {run['redis_bytes_end']:,} B at the end "
+                f"({run['redis_bytes_after_trim']:,} B after the trims)", args.quiet)
     if "W5" in args.only:
         for _ in range(args.repeat):
             raw.setdefault("W5/redis_benchmark", []).append(harness.w5_redis_benchmark(args.port))
@@ -188,6 +404,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fanout-sizes", default="1000,10000,100000")
     parser.add_argument("--fanout-budget-s", type=float, default=180.0,
                         help="stop repeating a fanout size once one run exceeds this")
+    parser.add_argument("--arq-followers", type=int, default=10_000,
+                        help="W1Q: followers of the publish run by arq workers")
+    parser.add_argument("--arq-workers", type=int, default=2, help="W1Q: worker processes")
+    parser.add_argument("--worker-cpus", default="all",
+                        help="W1Q: taskset CPU list for the workers; 'all' (default) every CPU, "
+                             "'client' this process's")
+    parser.add_argument("--readers", type=int, default=100,
+                        help="W2: concurrent asyncio readers (asyncfeeds)")
+    parser.add_argument("--memory-sizes", default="10000",
+                        help="MEM: activity counts stored for the bytes-per-activity rows")
     parser.add_argument("--only", default=",".join(WORKLOADS),
                         help="comma list of workloads; empty for none (with --probes)")
     parser.add_argument("--probes", action="store_true", help="run the driver's probes too")
@@ -201,6 +427,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown workloads {sorted(unknown)}; choose from {', '.join(WORKLOADS)}")
     args.fanout_sizes = [int(n) for n in args.fanout_sizes.split(",") if n.strip()]
+    args.memory_sizes = [int(n) for n in args.memory_sizes.split(",") if n.strip()]
+    if args.worker_cpus == "all":
+        args.worker_cpus = f"0-{(os.cpu_count() or 1) - 1}"
+    elif args.worker_cpus == "client":
+        args.worker_cpus = None
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     return args

@@ -8,13 +8,17 @@ return the library's own awaitable so the harness measures the library only.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Sequence
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as redis_asyncio
@@ -30,7 +34,10 @@ from asyncfeeds import (
     Verb,
     register_verb,
 )
+from asyncfeeds.fanout import create_queue
 from asyncfeeds.storage.redis.keys import timeline_key
+
+HERE = Path(__file__).resolve().parent
 
 VERB_IDS = range(11, 21)
 """The verb ids the workloads use (harness.VERB_IDS)."""
@@ -93,6 +100,20 @@ class BenchManager(Manager):
         return {FanoutPriority.HIGH: FOLLOWERS.get(user_id, [])}
 
 
+class ArqBenchManager(Manager):
+    """W1 through arq workers: the library's defaults (chunk size, queue names, job settings)."""
+
+    feed_classes = {"normal": FanoutFeed}
+    user_feed_class = UserFeed
+
+    async def get_user_follower_ids(self, user_id: int) -> dict[FanoutPriority, list[int]]:
+        return {FanoutPriority.HIGH: FOLLOWERS.get(user_id, [])}
+
+
+WARM_UP_ACTOR = 2
+"""Publishes to 1,000 other followers before the timed arq run: workers up, scripts loaded."""
+
+
 def to_activity(spec: Any) -> Activity:
     """An asyncfeeds Activity from a harness ActivitySpec (naive UTC time)."""
     return Activity(
@@ -117,6 +138,8 @@ class AsyncfeedsDriver:
         self._raw: redis_asyncio.Redis | None = None
         self._agg_acts: dict[int, Activity] = {}
         self._notif_acts: dict[int, Activity] = {}
+        self._workers: list[asyncio.subprocess.Process] = []
+        self._worker_log: Any = None
 
     @property
     def raw(self) -> redis_asyncio.Redis:
@@ -185,6 +208,71 @@ class AsyncfeedsDriver:
                 found += sum(1 for score in await pipe.execute() if score is not None)
         return found
 
+    # -- W1 through arq worker processes -------------------------------------------
+    async def start_workers(self, count: int, cpus: str | None = None) -> None:
+        """Start ``count`` ``asyncfeeds worker`` processes on the high queue of this Redis
+        (on ``cpus``, a taskset list; None: this process's) and wait until they have run a
+        warm-up publish (1,000 other followers)."""
+        env = {**os.environ, "ASYNCFEEDS_REDIS_URL": self.url}
+        command = [sys.executable, "-m", "asyncfeeds.cli", "worker", "--manager",
+                   "asyncfeeds_driver:ArqBenchManager", "--priority", "high"]
+        if cpus is not None:
+            command = ["taskset", "-c", cpus, *command]
+        self._worker_log = tempfile.TemporaryFile()
+        for _ in range(count):
+            self._workers.append(await asyncio.create_subprocess_exec(
+                *command, cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=self._worker_log,
+            ))
+        FOLLOWERS[WARM_UP_ACTOR] = list(range(5_000_001, 5_001_001))
+        warm_up = Activity(actor=WARM_UP_ACTOR, verb=VERB_IDS[0], object=1,
+                           time=dt.datetime(2023, 1, 1))
+        await self.arq_fanout(WARM_UP_ACTOR, FOLLOWERS[WARM_UP_ACTOR], warm_up, limit_s=60)
+
+    async def stop_workers(self) -> None:
+        """Stop the worker processes started by ``start_workers`` (by their pids)."""
+        for proc in self._workers:
+            if proc.returncode is None:
+                proc.terminate()
+        try:
+            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in self._workers)), 30)
+        except TimeoutError:
+            for proc in self._workers:
+                if proc.returncode is None:
+                    proc.kill()
+            await asyncio.gather(*(p.wait() for p in self._workers))
+        self._workers = []
+        if self._worker_log is not None:
+            self._worker_log.close()
+            self._worker_log = None
+
+    def worker_log_tail(self, lines: int = 20) -> str:
+        """The last lines the workers wrote to stderr (for a failed run's message)."""
+        if self._worker_log is None:
+            return ""
+        self._worker_log.seek(0)
+        return b"\n".join(self._worker_log.read().splitlines()[-lines:]).decode(errors="replace")
+
+    async def arq_fanout(self, actor_id: int, follower_ids: Sequence[int], item: Any,
+                         limit_s: float = 600.0) -> float:
+        """Seconds from the publish call until the queue is empty: arq keeps a job in the
+        queue's sorted set until it finished, so every follower feed is written by then."""
+        FOLLOWERS[actor_id] = list(follower_ids)
+        activity = item if isinstance(item, Activity) else to_activity(item)
+        queue = await create_queue(self.url)
+        name = ArqBenchManager.queue_names[FanoutPriority.HIGH]
+        try:
+            manager = ArqBenchManager(queue)
+            started = time.perf_counter()
+            await manager.add_user_activity(actor_id, activity)
+            while await self.raw.zcard(name):
+                if time.perf_counter() - started > limit_s:
+                    raise RuntimeError("arq fanout did not finish; workers' stderr:\n"
+                                       + self.worker_log_tail())
+                await asyncio.sleep(0.001)
+            return time.perf_counter() - started
+        finally:
+            await queue.aclose()
+
     # -- W2 ------------------------------------------------------------------------
     async def read_prepare(self, user_id: int, specs: Sequence[Any]) -> ReadFeed:
         feed = ReadFeed(user_id)
@@ -196,6 +284,34 @@ class AsyncfeedsDriver:
 
     def read(self, feed: ReadFeed, start: int, stop: int) -> Awaitable[list[Activity]]:
         return feed[start:stop]
+
+    # -- memory and retention (bench/af_bench.py) ----------------------------------
+    async def store_activities(self, specs: Sequence[Any]) -> None:
+        """Put activities into activity storage only (the memory-per-activity row)."""
+        await ReadFeed.insert_activities([to_activity(s) for s in specs])
+
+    async def retention_import(self, actor_id: int, follower_ids: Sequence[int],
+                               specs: Sequence[Any]) -> None:
+        """``Manager.batch_import`` of the actor's activities, fanned out to the followers."""
+        FOLLOWERS[actor_id] = list(follower_ids)
+        await self.manager.batch_import(actor_id, [to_activity(s) for s in specs],
+                                        chunk_size=500)
+
+    async def retention_trim(self, actor_id: int, follower_ids: Sequence[int],
+                             length: int) -> None:
+        """Trim the actor's own feed and every follower feed to ``length``."""
+        await UserFeed(actor_id).trim(length)
+        for user_id in follower_ids:
+            await FanoutFeed(user_id).trim(length)
+
+    async def retention_remove(self, actor_id: int, specs: Sequence[Any]) -> None:
+        """``Manager.remove_user_activity`` of each activity, one after the other."""
+        for spec in specs:
+            await self.manager.remove_user_activity(actor_id, to_activity(spec))
+
+    async def retention_counts(self, actor_id: int, follower_id: int) -> dict[str, int]:
+        return {"user_feed_count": await UserFeed(actor_id).count(),
+                "follower_feed_count": await FanoutFeed(follower_id).count()}
 
     # -- W3 ------------------------------------------------------------------------
     async def agg_prepare(self, user_id: int, specs: Sequence[Any]) -> AggFeed:

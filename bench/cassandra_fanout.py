@@ -1,6 +1,8 @@
 """Eager fanout on Cassandra: the single test node beside the 2-node test cluster.
 
     .venv/bin/python bench/cassandra_fanout.py [--followers 5000] [--aggregated 1000] [--repeat 3]
+    .venv/bin/python bench/cassandra_fanout.py --setups single --followers 10000 --aggregated 0 \
+        --json out.json                                  # issue 11's row (bench/run.sh)
 
 Needs the nodes of ``services/cassandra.sh start`` (127.0.0.1:9042) and
 ``start-cluster 2`` (127.0.0.2-3). Times ``Manager.add_user_activity`` in eager
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import time
@@ -41,6 +44,9 @@ from asyncfeeds.verbs import Love
 FIRST = os.environ.get("CASSANDRA_CLUSTER_FIRST", "127.0.0.2")
 PREFIX, LAST = FIRST.rsplit(".", 1)
 CLUSTER = [FIRST, f"{PREFIX}.{int(LAST) + 1}"]
+SHORT = {"single": "single node, RF 1, ONE", "cluster-one": "2 nodes, RF 2, ONE",
+         "cluster-quorum": "2 nodes, RF 2, QUORUM"}
+"""``--setups`` names of the setups below."""
 SETUPS = {
     "single node, RF 1, ONE": {"hosts": ["127.0.0.1"], "consistency": "ONE",
                                "keyspace": "asyncfeeds_bench"},
@@ -86,21 +92,32 @@ async def one_run(cluster: str, kind: str, followers: int) -> float:
 
 
 async def main(args: argparse.Namespace) -> str:
+    chosen = {SHORT[s]: SETUPS[SHORT[s]] for s in args.setups}
     with warnings.catch_warnings():  # replication factor 2 is what is measured here
         warnings.simplefilter("ignore", ConsistencyWarning)
-        asyncfeeds.configure(cassandra=SETUPS)
-    rows = []
+        asyncfeeds.configure(cassandra=chosen)
+    rows, found = [], []
+    short = {name: key for key, name in SHORT.items()}
     try:
         for kind, followers in (("flat", args.followers), ("aggregated", args.aggregated)):
-            for name in SETUPS:
+            if followers < 1:
+                continue
+            for name in chosen:
                 await one_run(name, kind, min(followers, 100))  # warm up: connect and prepare
                 times = [await one_run(name, kind, followers) for _ in range(args.repeat)]
                 median = statistics.median(times)
+                spread = f"{min(times):.2f}-{max(times):.2f} s"
                 rows.append(f"| {kind} | {followers} | {name} | {median:.2f} s | "
-                            f"{followers / median:,.0f} | {min(times):.2f}-{max(times):.2f} s |")
+                            f"{followers / median:,.0f} | {spread} |")
+                found.append({"kind": kind, "followers": followers, "setup": short[name],
+                              "cluster": name, "median_s": median,
+                              "writes_per_s": followers / median, "runs_s": times,
+                              "range": spread})
                 print(rows[-1], flush=True)
     finally:
         await asyncfeeds.aclose()
+    if args.json:
+        args.json.write_text(json.dumps({"rows": found, "repeat": args.repeat}, indent=2) + "\n")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%MZ")
     cores = os.cpu_count()
     table = "\n".join([
@@ -115,7 +132,7 @@ async def main(args: argparse.Namespace) -> str:
         *rows,
         "",
     ])
-    out = Path(__file__).parent / "results" / f"{stamp}-cassandra-fanout.md"
+    out = args.md or Path(__file__).parent / "results" / f"{stamp}-cassandra-fanout.md"
     out.write_text(table)
     return str(out)
 
@@ -125,4 +142,10 @@ if __name__ == "__main__":
     parser.add_argument("--followers", type=int, default=5000, help="flat follower feeds")
     parser.add_argument("--aggregated", type=int, default=1000, help="aggregated follower feeds")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--setups", default=",".join(SHORT),
+                        type=lambda text: [s for s in text.split(",") if s],
+                        help=f"comma list of {', '.join(SHORT)}")
+    parser.add_argument("--json", type=Path, help="also write the rows here as JSON")
+    parser.add_argument("--md", type=Path,
+                        help="the Markdown table (default results/<stamp>-cassandra-fanout.md)")
     print("written to", asyncio.run(main(parser.parse_args())))

@@ -1,6 +1,7 @@
 """Fanout throughput to N followers: eager, and through arq workers in separate processes.
 
     .venv/bin/python bench/fanout_workers.py [--followers 10000] [--workers 2] [--chunk 100]
+        [--chunks-per-job N] (default: the Manager's)
 
 Needs a Redis (``ASYNCFEEDS_REDIS_URL``, default redis://127.0.0.1:6390/0: the test
 Redis of ``services/redis.sh``). The clock runs from the publish call until every
@@ -51,6 +52,9 @@ class BenchManager(Manager):
     queue_names = {FanoutPriority.HIGH: f"fb{RUN}:high", FanoutPriority.LOW: f"fb{RUN}:low"}
     queue_url = URL
     fanout_chunk_size = int(os.environ.get("FANOUT_BENCH_CHUNK", "100"))
+    fanout_chunks_per_job = int(
+        os.environ.get("FANOUT_BENCH_CHUNKS_PER_JOB", Manager.fanout_chunks_per_job)
+    )
 
     async def get_user_follower_ids(self, user_id: Any) -> dict[FanoutPriority, range]:
         return {FanoutPriority.HIGH: range(100_000, 100_000 + FOLLOWERS)}
@@ -120,10 +124,13 @@ if __name__ == "__main__":
     parser.add_argument("--followers", type=int, default=FOLLOWERS)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--chunk", type=int, default=BenchManager.fanout_chunk_size)
+    parser.add_argument("--chunks-per-job", type=int, default=BenchManager.fanout_chunks_per_job)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    if (args.followers, args.chunk) != (FOLLOWERS, BenchManager.fanout_chunk_size):
+    wanted = (args.followers, args.chunk, args.chunks_per_job)
+    if wanted != (FOLLOWERS, BenchManager.fanout_chunk_size, BenchManager.fanout_chunks_per_job):
         os.environ["FANOUT_BENCH_FOLLOWERS"] = str(args.followers)
         os.environ["FANOUT_BENCH_CHUNK"] = str(args.chunk)
+        os.environ["FANOUT_BENCH_CHUNKS_PER_JOB"] = str(args.chunks_per_job)
         os.execv(sys.executable, [sys.executable, *sys.argv])
     asyncio.run(main(args.workers, args.repeat))

@@ -53,6 +53,32 @@ def redis_used_memory_mb(port: int, host: str = "127.0.0.1") -> float:
     return int(redis_info(port, "memory", host)["used_memory"]) / MIB
 
 
+def redis_data_bytes(port: int, host: str = "127.0.0.1") -> int:
+    """``used_memory`` less what clients' buffers and the Lua script cache take, in bytes.
+
+    Deltas of this between two moments are what the keys written in between cost; a
+    library loading its scripts, or a client's reply buffer, does not count.
+    """
+    info = redis_info(port, "memory", host)
+    extra = sum(int(info.get(field, 0)) for field in ("mem_clients_normal",
+                                                      "used_memory_scripts_eval"))
+    return int(info["used_memory"]) - extra
+
+
+def redis_keys_bytes(port: int, host: str = "127.0.0.1") -> int:
+    """The sum of ``MEMORY USAGE <key> SAMPLES 0`` over every key: what the keys take by
+    Redis's own account, independent of the allocator's history (a cross-check of
+    ``redis_data_bytes``; it leaves out the keyspace's hash table)."""
+    cli = ["redis-cli", "-h", host, "-p", str(port)]
+    keys = subprocess.run([*cli, "--scan"], check=True, capture_output=True,
+                          text=True).stdout.split()
+    if not keys:
+        return 0
+    commands = "".join(f"MEMORY USAGE {key} SAMPLES 0\n" for key in keys)
+    out = subprocess.run(cli, input=commands, check=True, capture_output=True, text=True).stdout
+    return sum(int(word) for word in out.split() if word.isdigit())
+
+
 def loadavg() -> list[str]:
     """The 1, 5 and 15 minute load averages."""
     with open("/proc/loadavg") as load:

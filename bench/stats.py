@@ -21,6 +21,12 @@ MEMORY_KEYS = [
 
 KEY_METRICS: dict[str, list[str]] = {
     "W1_fanout": ["seconds", "writes_per_s", *MEMORY_KEYS],
+    "W1_arq": ["seconds", "writes_per_s"],
+    "W2_concurrent": ["reads_per_s", "p50_us", "p99_us"],
+    "MEM_activity_storage": ["bytes_per_activity", "memory_usage_per_activity"],
+    "MEM_aggregated_group": ["bytes_per_group", "memory_usage_per_group"],
+    "RET_retention": ["redis_bytes_after_trim", "redis_bytes_end", "memory_usage_after_trim",
+                      "memory_usage_end", "seconds_import", "seconds_remove"],
     "W2_read": ["p50_us", "p99_us", "mean_us", "reads_per_s", *MEMORY_KEYS],
     "W3_aggregated_add": ["seconds", "adds_per_s", *MEMORY_KEYS],
     "W4_notification": ["seconds", "adds_per_s", "mark_all_ms", *MEMORY_KEYS],
@@ -69,7 +75,7 @@ def aggregate_raw(raw_runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         if not runs:
             continue
         name = workload_name(raw_key)
-        if name == "W1_fanout":
+        if name in ("W1_fanout", "W1_arq", "MEM_activity_storage"):
             size = raw_key.split("/", 1)[1]
             results.setdefault(name, {})[size] = aggregate(runs, KEY_METRICS[name])
         elif name in KEY_METRICS:

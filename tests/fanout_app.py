@@ -69,6 +69,7 @@ class AppManager(Manager):
     feed_classes = {"flat": AppFeed, "aggregated": AppAggregatedFeed}
     user_feed_class = AppUserFeed
     fanout_chunk_size = 50
+    fanout_chunks_per_job = 1  # one chunk a job: the tests count jobs by chunk
     queue_names = {
         FanoutPriority.HIGH: f"{PREFIX}:fanout:high",
         FanoutPriority.LOW: f"{PREFIX}:fanout:low",

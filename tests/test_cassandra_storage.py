@@ -157,6 +157,47 @@ async def test_fanout_writes_and_removes_a_chunk_of_feeds(backend, raw):
     assert await stored_ids(raw, feed_class.feed_key(0)) == newest(old, 2)
 
 
+async def test_uncounted_fanout_writes_and_trims_like_the_counted_one(backend, raw):
+    feed_class = backend.feed(max_length=3)
+    users = list(range(150))
+    old = [make_activity(i) for i in range(3)]
+    await feed_class.fanout_add(users[:50], old)
+    activity = make_activity(10)
+    # count=False (the manager's fanout) reads nothing first: it says what it wrote
+    assert await feed_class.fanout_add(users, [activity], count=False) == 150
+    assert await feed_class.fanout_add(users, [activity], count=False) == 150
+    for user in (0, 49, 50, 149):
+        expected = newest([*old, activity], 3) if user < 50 else [activity.activity_id]
+        assert await stored_ids(raw, feed_class.feed_key(user)) == expected
+        assert await feed_class(user).count() == len(expected)
+    # a removal with a newer version keeps an older, late uncounted add out
+    assert await feed_class.fanout_remove(users, [activity], version=10**18, count=False) == 150
+    await feed_class.fanout_add(users, [activity], version=10**18 - 1, count=False)
+    assert await stored_ids(raw, feed_class.feed_key(149)) == []
+    assert await stored_ids(raw, feed_class.feed_key(0)) == newest(old, 2)
+    # and a newer add brings it back, counted again
+    assert await feed_class.fanout_add(users[:2], [activity], version=10**18 + 1) == 2
+    assert await feed_class.fanout_remove(users[:2], [activity], version=10**18 + 2) == 2
+
+
+async def test_a_trim_of_many_feeds_reads_them_in_shared_queries(backend, raw):
+    feed_class = backend.feed(max_length=2)
+    users = list(range(120))
+    activities = [make_activity(i) for i in range(4)]
+    for activity in activities:  # longer than max_length without trimming
+        await feed_class.fanout_add(users, [activity])
+    storage = feed_class.get_timeline_storage()
+    for user in (0, 119):
+        await feed_class(user).add_many([make_activity(9)], trim=False)
+    keys = [feed_class.feed_key(u) for u in users]
+    await storage.add_many({k: [] for k in keys}, 2, 1)  # nothing to add: nothing trimmed
+    assert len(await stored_ids(raw, keys[0])) == 3
+    await asyncio.gather(*(feed_class(u).trim(1) for u in (0, 119)))
+    for key in (keys[0], keys[119]):
+        assert await stored_ids(raw, key) == [make_activity(9).activity_id]
+    assert await stored_ids(raw, keys[60]) == newest(activities, 2)
+
+
 async def test_flush_removes_only_its_own_class(backend, raw):
     mine, other = backend.feed(), backend.feed()
     await asyncio.gather(*(mine(u).add(make_activity(u)) for u in range(30)))

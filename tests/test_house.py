@@ -29,7 +29,7 @@ LAYERS = [
 """The package bottom up, by top-level module or folder (``""``: ``asyncfeeds/__init__``)."""
 
 FANOUT_LAYERS = [
-    {"payload"},
+    {"payload", "inflight"},
     {"clock", "deadletters", "lease", "release", "queue", "stats", "pull"},
     {"manager"},
     {"jobs", "status"},

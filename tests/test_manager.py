@@ -157,6 +157,10 @@ def test_misconfigured_managers_fail_at_construction(memory_backend: Backend) ->
         make_manager(memory_backend, feed_classes={"x": dict})()
     with pytest.raises(ValueError, match="fanout_chunk_size"):
         make_manager(memory_backend, fanout_chunk_size=0)()
+    with pytest.raises(ValueError, match="fanout_concurrency"):
+        make_manager(memory_backend, fanout_concurrency=0)()
+    with pytest.raises(ValueError, match="fanout_chunks_per_job"):
+        make_manager(memory_backend, fanout_chunks_per_job=True)()
     with pytest.raises(TypeError, match="arq pool"):
         make_manager(memory_backend)(queue="redis://127.0.0.1:6390")
 
@@ -239,3 +243,86 @@ async def test_update_replaces_data_in_place_without_adding(backend: Backend) ->
 
 def _flatten(groups: list[AggregatedActivity]) -> set[str]:
     return {a.activity_id for g in groups for a in g.activities}
+
+
+def tracking_fanout(limit: int, fail_at: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """A ``fanout`` override counting chunks in flight (and failing the ``fail_at``-th);
+    ``seen["sixth"]`` is set when the sixth chunk starts."""
+    seen: dict[str, Any] = {"now": 0, "most": 0, "started": 0, "ended": 0,
+                            "sixth": asyncio.Event()}
+
+    async def fanout(self: Manager, feed_class: Any, user_ids: Any, operation: Any,
+                     activities: Any) -> int:
+        seen["started"] += 1
+        number = seen["started"]
+        if number == 6:
+            seen["sixth"].set()
+        seen["now"] += 1
+        seen["most"] = max(seen["most"], seen["now"])
+        try:
+            for _ in range(3):
+                await asyncio.sleep(0)
+            if number == fail_at:
+                raise ConnectionError("chunk lost")
+            return await Manager.fanout(self, feed_class, user_ids, operation, activities)
+        finally:
+            seen["now"] -= 1
+            seen["ended"] += 1
+
+    return fanout, seen
+
+
+async def test_eager_fanout_keeps_a_bounded_number_of_chunks_in_flight(
+    backend: Backend,
+) -> None:
+    followers = list(range(1000, 1230))
+    fanout, seen = tracking_fanout(4)
+    progress: list[int] = []
+    manager = make_manager(backend, {1: {HIGH: followers}}, fanout_chunk_size=10,
+                           fanout_concurrency=4, fanout=fanout)()
+    activity = make_activity(1, actor=1)
+    await manager.add_user_activity(1, activity, progress=progress.append)
+    assert seen["most"] == 4 and seen["started"] == seen["ended"] == 2 * 23
+    assert sum(progress) == 2 * len(followers)
+    for feed_class in manager.feed_classes.values():
+        assert await holders(feed_class, followers, activity) == len(followers)
+
+    await manager.remove_user_activity(1, activity)
+    for feed_class in manager.feed_classes.values():
+        assert await holders(feed_class, followers, activity) == 0
+
+
+async def test_a_failed_chunk_stops_the_eager_fanout_after_the_chunks_in_flight(
+    memory_backend: Backend,
+) -> None:
+    followers = list(range(1000, 1500))
+    fanout, seen = tracking_fanout(3, fail_at=5)
+    manager = make_manager(memory_backend, {1: {HIGH: followers}}, fanout_chunk_size=10,
+                           fanout_concurrency=3, fanout=fanout,
+                           feed_classes={"flat": memory_backend.feed("flat")})()
+    with pytest.raises(ConnectionError, match="chunk lost"):
+        await manager.add_user_activity(1, make_activity(2, actor=1))
+    assert seen["now"] == 0 and seen["started"] == seen["ended"]  # none left running
+    assert seen["started"] < 5 + 3  # no chunk started after the failure was seen
+
+
+async def test_one_chunk_in_flight_is_the_sequential_fanout(memory_backend: Backend) -> None:
+    followers = list(range(1000, 1100))
+    fanout, seen = tracking_fanout(1)
+    manager = make_manager(memory_backend, {1: {HIGH: followers}}, fanout_chunk_size=10,
+                           fanout_concurrency=1, fanout=fanout)()
+    await manager.add_user_activity(1, make_activity(3, actor=1))
+    assert seen["most"] == 1 and seen["started"] == 20
+
+
+async def test_a_cancelled_eager_fanout_leaves_no_chunk_running(memory_backend: Backend) -> None:
+    followers = list(range(1000, 1500))
+    fanout, seen = tracking_fanout(4)
+    manager = make_manager(memory_backend, {1: {HIGH: followers}}, fanout_chunk_size=10,
+                           fanout_concurrency=4, fanout=fanout)()
+    publishing = asyncio.ensure_future(manager.add_user_activity(1, make_activity(4, actor=1)))
+    await seen["sixth"].wait()
+    publishing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await publishing
+    assert seen["now"] == 0 and seen["started"] == seen["ended"] < 100

@@ -71,6 +71,51 @@ async def test_fanout_by_priority_to_thousands_of_followers(queue: ArqRedis) -> 
     assert await AppFeed(10_500)[:] == [activity]
 
 
+class ChunkyManager(AppManager):
+    """Jobs of four chunks; records every chunk the worker writes."""
+
+    fanout_chunks_per_job = 4
+    fanout_concurrency = 3
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, import_path="test_manager_arq:ChunkyManager", **kwargs)
+        self.chunks: list[tuple[str, int]] = []
+
+    async def fanout(self, feed_class: Any, user_ids: Sequence[Any], operation: Any,
+                     activities: Sequence[Any]) -> int:
+        self.chunks.append((feed_class.__name__, len(user_ids)))
+        await asyncio.sleep(0)
+        return await super().fanout(feed_class, user_ids, operation, activities)
+
+
+async def test_a_job_carries_several_chunks_each_written_as_its_own_batch(
+    queue: ArqRedis,
+) -> None:
+    followers = list(range(30_000, 30_430))  # 8 full chunks of 50 and one of 30
+    manager = ChunkyManager(queue, followers={1: {HIGH: followers}})
+    activity = make_activity(5, actor=1)
+    await manager.add_user_activity(1, activity)
+    assert await queued(queue, HIGH) == 2 * 3  # 200, 200 and 30 users, for each feed class
+    job_id = (await queue.zrange(AppManager.queue_names[HIGH], 0, 0))[0].decode()
+    payload = orjson.loads(await queue.get(f"arq:job:{job_id}"))["a"][0]
+    assert len(payload["users"]) in (200, 30)
+
+    await drain(manager, "high")
+    assert sorted(manager.chunks) == sorted(
+        [(name, 50) for name in ("AppFeed", "AppAggregatedFeed") for _ in range(8)]
+        + [("AppFeed", 30), ("AppAggregatedFeed", 30)]
+    )
+    assert await holders(AppFeed, followers, activity) == len(followers)
+    assert await holders(AppAggregatedFeed, followers, activity) == len(followers)
+
+    manager.chunks.clear()
+    await manager.remove_user_activity(1, activity)
+    await drain(manager, "high")
+    assert len(manager.chunks) == 18
+    assert await holders(AppFeed, followers, activity) == 0
+    assert await holders(AppAggregatedFeed, followers, activity) == 0
+
+
 async def test_payload_round_trip_is_plain_json() -> None:
     activity = make_activity(3, actor=2, extra_context={"tags": ["a", 1]})
     manager = AppManager()

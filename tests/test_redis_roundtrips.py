@@ -15,7 +15,9 @@ import redis.asyncio
 from helpers import REDIS_URL, Like, backends, make_activity
 
 from asyncfeeds import config
-from asyncfeeds.storage.redis.connection import close_client, create_client
+from asyncfeeds.aggregators import RecentVerbAggregator
+from asyncfeeds.storage.redis.connection import close_client, create_client, get_server
+from asyncfeeds.storage.redis.scripts import REGISTRY
 
 REDIS_BACKENDS = backends("redis")
 pytestmark = pytest.mark.parametrize("backend", REDIS_BACKENDS, indirect=True)
@@ -37,13 +39,15 @@ class CountingConnection(redis.asyncio.Connection):
 
 @pytest.fixture
 async def counted(backend):
-    """Route the backend's default Redis through counting connections; yields the tally."""
+    """Route the backend's default Redis through counting connections, connected (the
+    scripts loaded); yields the tally."""
     config.cached_client(
         "redis",
         "default",
         lambda: create_client(REDIS_URL, connection_class=CountingConnection),
         close_client,
     )
+    await get_server("default").run([("PING",)])
     traffic.clear()
     return traffic
 
@@ -55,9 +59,27 @@ def measured(tally: collections.Counter[str]) -> dict[str, int]:
     return snapshot
 
 
+async def test_a_new_client_sends_every_script_with_its_first_commands(backend, counted):
+    await close_client(get_server("default").client())
+    config.forget_client("redis", "default")
+    config.cached_client(
+        "redis",
+        "default",
+        lambda: create_client(REDIS_URL, connection_class=CountingConnection),
+        close_client,
+    )
+    feed = backend.feed(max_length=10)(1)
+    await feed.add(make_activity(1))
+    # every script, then the add, in one round trip: no NOSCRIPT on a script's first use
+    assert measured(counted) == {
+        "round trips": 1, "SCRIPT": len(REGISTRY), "HSET": 1, "EVALSHA": 1
+    }
+    await feed.add(make_activity(2))
+    assert measured(counted) == {"round trips": 1, "HSET": 1, "EVALSHA": 1}
+
+
 async def test_add_is_one_round_trip_with_the_activity_data_and_the_trim(backend, counted):
     feed_class = backend.feed(max_length=10)
-    await feed_class(0).add(make_activity(0))  # the server learns the script
     measured(counted)
     await feed_class(1).add(make_activity(1))
     assert measured(counted) == {"round trips": 1, "HSET": 1, "EVALSHA": 1}
@@ -114,23 +136,39 @@ async def test_fanout_chunk_of_100_feeds_is_one_round_trip_and_one_command(backe
     assert measured(counted) == {"round trips": 1, "EVALSHA": 1}
 
 
-async def test_aggregated_add_is_a_read_and_a_commit(backend, counted):
+async def test_aggregated_add_is_one_script_call(backend, counted):
+    """The default aggregators merge inside one script: no read before the write."""
     feed = backend.feed("aggregated")(1)
     await feed.add(make_activity(1))
     await feed.add(make_activity(2))
     measured(counted)
     await feed.add(make_activity(3))
-    assert measured(counted) == {"round trips": 2, "EVALSHA": 2}
+    assert measured(counted) == {"round trips": 1, "EVALSHA": 1}
     assert (await feed[0]).activity_count == 3
 
 
-async def test_aggregated_fanout_chunk_of_100_feeds_is_three_round_trips(backend, counted):
-    """The newest stored copy of the activity, then one read and one commit for all feeds."""
+async def test_custom_merge_is_a_read_and_a_commit(backend, counted):
+    class KeepAll(RecentVerbAggregator):
+        def merge(self, current, activities):
+            return super().merge(current, activities)
+
+    feed_class = backend.feed("aggregated", aggregator_class=KeepAll)
+    feed = feed_class(1)
+    await feed.add(make_activity(1))
+    measured(counted)
+    await feed.add(make_activity(2))
+    assert measured(counted) == {"round trips": 2, "EVALSHA": 2}
+    assert (await feed[0]).activity_count == 2
+
+
+async def test_aggregated_fanout_chunk_of_100_feeds_is_two_round_trips(backend, counted):
+    """The newest stored copy of the activity, then one merge script call per feed."""
     feed_class = backend.feed("notification")
     measured(counted)
     added = await feed_class.fanout_add(list(range(100)), [make_activity(1, verb=Like)])
     assert added == 100
-    assert measured(counted) == {"round trips": 3, "EVALSHA": 201}
+    assert measured(counted) == {"round trips": 2, "EVALSHA": 101}
+    assert await feed_class.fanout_add(list(range(100)), [make_activity(1, verb=Like)]) == 0
 
 
 async def test_notification_page_and_counts_round_trips(backend, counted):

@@ -1,5 +1,6 @@
-"""Scripts first used concurrently on a Redis that does not know them yet (a fresh or
-restarted server): every caller gets its reply, none an error from the loader."""
+"""Scripts on a Redis that does not know them: a fresh server learns every script with a
+client's first commands; one whose scripts were flushed since is taught them again on use,
+and every concurrent caller gets its reply, none an error from the loader."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pytest
 from private_servers import RedisProcess
 
 import asyncfeeds
-from asyncfeeds.storage.redis import scripts
 from asyncfeeds.storage.redis.connection import get_server
+from asyncfeeds.storage.redis.scripts import GET_ACTIVITIES, REGISTRY
 
 NAME = "script_loading"
 
@@ -27,20 +28,31 @@ def fresh_redis(tmp_path: Path) -> Iterator[RedisProcess]:
         server.stop()
 
 
-async def test_scripts_registered_while_others_load(fresh_redis: RedisProcess) -> None:
+async def test_a_new_client_loads_every_script_with_its_first_commands(
+    fresh_redis: RedisProcess,
+) -> None:
     server = get_server(NAME)
-    luas = [v for v in vars(scripts).values() if isinstance(v, scripts.Lua)]
-    assert len(luas) > 3
+    shas = list(REGISTRY)
+    assert len(shas) > 3
+    assert await server.run([("SCRIPT", "EXISTS", *shas)]) == [[1] * len(shas)]
+    await server.call("SCRIPT", "FLUSH")
+    await asyncfeeds.aclose()  # as after a restart: the next client loads them again
+    assert await server.run([("SCRIPT", "EXISTS", *shas)]) == [[1] * len(shas)]
+    await asyncfeeds.aclose()
 
-    async def register_the_others() -> None:
-        for lua in luas[1:]:
-            server.script(lua)
-            await asyncio.sleep(0)
 
-    # the first script is unknown to the server: its caller loads it while the
-    # other task registers more scripts on the same client
-    command = server.evalsha(luas[0], ["k"], [])
-    results = await asyncio.gather(server.run([command]), register_the_others(),
-                                   return_exceptions=True)
-    assert not any(isinstance(r, Exception) for r in results), results
+async def test_scripts_flushed_since_are_loaded_on_use_by_concurrent_callers(
+    fresh_redis: RedisProcess,
+) -> None:
+    server = get_server(NAME)
+    await asyncio.gather(*(server.run([("PING",)]) for _ in range(20)))  # primed, connected
+    await server.call("SCRIPT", "FLUSH")
+    luas = list(REGISTRY.values())
+    calls = [server.run([server.evalsha(GET_ACTIVITIES, ["k"], ["i"])]) for _ in range(5)]
+    calls += [server.run([server.evalsha(lua, [], [])]) for lua in luas if lua != GET_ACTIVITIES]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    replies = results[:5]
+    assert replies == [[[None]]] * 5
+    # the other scripts run without arguments and may refuse them, but never as unknown
+    assert not any("NOSCRIPT" in str(r) for r in results)
     await asyncfeeds.aclose()

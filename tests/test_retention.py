@@ -58,6 +58,28 @@ async def test_a_trimmed_then_deleted_feed_leaves_no_activity_data(backend: Back
     assert await feed_class.get_activity_storage().count() == 0
 
 
+@pytest.mark.parametrize("backend", backends(*COUNTS_REFERENCES), indirect=True)
+async def test_a_fanout_that_trims_what_it_just_added_counts_every_holder(
+    backend: Backend,
+) -> None:
+    """One batch holds an activity for many feeds and lets full ones drop it at once."""
+    feed_class = backend.feed(max_length=2)
+    newer = [old(n) for n in (50, 51)]
+    oldest = old(1)
+    for user in (1, 2, 3):
+        await feed_class(user).add_many(newer)
+    await feed_class.insert_activities([oldest])
+    assert await feed_class.fanout_add([1, 2, 3], [oldest]) == 3  # each trims it at once
+    assert await stored(feed_class, [oldest]) == 0
+    await feed_class.insert_activities([oldest])
+    assert await feed_class.fanout_add([1, 4, 2, 5], [oldest]) == 4  # two feeds keep it
+    assert await stored(feed_class, [oldest]) == 1
+    await feed_class(4).delete()
+    assert await stored(feed_class, [oldest]) == 1
+    await feed_class(5).remove(oldest)
+    assert await stored(feed_class, [oldest]) == 0
+
+
 def make_manager(backend: Backend, followers: list[int], **attrs: Any) -> Any:
     feeds = {"flat": backend.feed("flat", max_length=100)}
     table = {1: {HIGH: followers}}

@@ -29,13 +29,15 @@ logger = logging.getLogger(__name__)
 
 
 async def execute(manager: Manager, job: FanoutJob, feed_class: type[Feed[Any]]) -> int:
-    """Run one chunk through ``manager.fanout`` at the version of the call that made it.
+    """Run a job's chunks through ``manager.fanout`` at the version of the call that made it.
 
     Storage applies each write only if no newer call was applied to that activity
-    in that feed, so jobs may run in any order, twice, or after a crash.
+    in that feed, so jobs and their chunks may run in any order, twice, or after a crash.
     """
     with call_version(job.version):
-        return await manager.fanout(feed_class, job.user_ids, job.operation, job.activities)
+        return await manager.fanout_chunks(
+            feed_class, job.user_ids, job.operation, job.activities
+        )
 
 
 async def asyncfeeds_fanout(ctx: dict[str, Any], payload: dict[str, Any]) -> int:

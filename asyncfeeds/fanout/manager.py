@@ -2,7 +2,8 @@
 
 The user's own feed and the activity storage are written inline; follower
 feeds are written in chunks of ``fanout_chunk_size`` users, each chunk one
-storage batch through ``Manager.fanout``: awaited inline in eager mode, or one
+storage batch through ``Manager.fanout``: written inline in eager mode, up to
+``fanout_concurrency`` chunks at once, or ``fanout_chunks_per_job`` chunks to an
 arq job on the priority's queue when the manager has a ``queue``.
 """
 
@@ -13,6 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from enum import StrEnum
+from itertools import islice
 from typing import Any, ClassVar
 
 from arq.connections import ArqRedis
@@ -25,6 +27,7 @@ from ..pages import Page
 from ..types import Operation, UserId
 from ..versions import call_version, current_version, next_version
 from . import clock, pull, release
+from .inflight import InFlight
 from .payload import FanoutJob
 from .queue import Enqueuer, json_client, queue_errors
 
@@ -50,6 +53,11 @@ class Manager(ManagerNames):
     feed_classes: ClassVar[Mapping[str, type[Feed[Any]]]] = {}
     user_feed_class: ClassVar[type[Feed[Any]] | None] = None
     fanout_chunk_size: ClassVar[int] = 100
+    fanout_concurrency: ClassVar[int] = 16
+    """How many chunks are written at once: by an eager call, and by a worker within a job.
+    Each chunk's writes are versioned, so chunks may land in any order."""
+    fanout_chunks_per_job: ClassVar[int] = 10
+    """How many chunks one arq job carries (the worker writes each as its own batch)."""
     follow_activity_limit: ClassVar[int] = 5000
     queue_names: ClassVar[Mapping[FanoutPriority, str]] = {
         FanoutPriority.HIGH: "asyncfeeds:fanout:high",
@@ -102,8 +110,8 @@ class Manager(ManagerNames):
             isinstance(cls.user_feed_class, type) and issubclass(cls.user_feed_class, Feed)
         ):
             raise TypeError(f"{cls.__name__}.user_feed_class is not a feed class")
-        for attr in ("fanout_chunk_size", "follow_activity_limit", "activity_chunk_size",
-                     "max_tries"):
+        for attr in ("fanout_chunk_size", "fanout_concurrency", "fanout_chunks_per_job",
+                     "follow_activity_limit", "activity_chunk_size", "max_tries"):
             value = getattr(cls, attr)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{cls.__name__}.{attr} must be a positive int, got {value!r}")
@@ -200,9 +208,11 @@ class Manager(ManagerNames):
         started = time.perf_counter()
         version = current_version()
         if operation == "add":
-            written = await feed_class.fanout_add(user_ids, _whole(activities, operation), version)
+            written = await feed_class.fanout_add(
+                user_ids, _whole(activities, operation), version, count=False
+            )
         elif operation == "remove":
-            written = await feed_class.fanout_remove(user_ids, activities, version)
+            written = await feed_class.fanout_remove(user_ids, activities, version, count=False)
         elif operation == "update":
             written = await feed_class.fanout_update(
                 user_ids, _whole(activities, operation), version
@@ -215,6 +225,39 @@ class Manager(ManagerNames):
                      elapsed)
         self.metrics.on_fanout(feed_class, operation, len(user_ids), elapsed)
         return written
+
+    async def fanout_chunks(
+        self,
+        feed_class: type[Feed[Any]],
+        user_ids: Sequence[UserId],
+        operation: Operation,
+        activities: Sequence[Activity | str],
+    ) -> int:
+        """``fanout`` for the users of a job, ``fanout_chunk_size`` at a time and up to
+        ``fanout_concurrency`` chunks at once; how many were written."""
+        written = 0
+
+        def count(n: int) -> None:
+            nonlocal written
+            written += n
+
+        writes = InFlight(self.fanout_concurrency, count)
+        for start in range(0, len(user_ids), self.fanout_chunk_size):
+            chunk = user_ids[start : start + self.fanout_chunk_size]
+            await writes.submit(self.fanout(feed_class, chunk, operation, activities))
+        await writes.drain()
+        return written
+
+    async def fanout_chunk(
+        self,
+        feed_class: type[Feed[Any]],
+        user_ids: Sequence[UserId],
+        operation: Operation,
+        activities: Sequence[Activity | str],
+    ) -> int:
+        """``fanout`` of one chunk; how many feeds it holds (what progress counts)."""
+        await self.fanout(feed_class, user_ids, operation, activities)
+        return len(user_ids)
 
     # -- publishing ----------------------------------------------------------------------
     async def add_user_activity(
@@ -474,18 +517,20 @@ class Manager(ManagerNames):
         if groups is None:
             groups = await self._follower_groups(user_id)
         for priority, follower_ids in groups:
-            chunks = _chunks(follower_ids, self.fanout_chunk_size)
             if self.job_queue is None:
+                writes = InFlight(self.fanout_concurrency, progress)
                 with call_version(version):
-                    async for chunk in chunks:
+                    async for chunk in _chunks(follower_ids, self.fanout_chunk_size):
                         for feed_class in feed_classes.values():
-                            await self.fanout(feed_class, chunk, operation, activities)
-                            if progress is not None:
-                                progress(len(chunk))
+                            await writes.submit(
+                                self.fanout_chunk(feed_class, chunk, operation, activities)
+                            )
+                    await writes.drain()
                 continue
             enqueuer = Enqueuer(self.job_queue, self.queue_names[priority],
                                 self.enqueue_concurrency, progress)
-            async for chunk in chunks:
+            job_size = self.fanout_chunk_size * self.fanout_chunks_per_job
+            async for chunk in _chunks(follower_ids, job_size):
                 for name, feed_class in feed_classes.items():
                     job = FanoutJob(
                         self.import_path, name, operation, chunk, activities, version,
@@ -521,22 +566,23 @@ class Manager(ManagerNames):
 
 async def _chunks(ids: Any, size: int) -> AsyncIterator[list[UserId]]:
     """Lists of at most ``size`` ids from an iterable or async iterable, read lazily."""
-    chunk: list[UserId] = []
     if hasattr(ids, "__aiter__"):
+        chunk: list[UserId] = []
         async for user_id in ids:
             chunk.append(_check_user_id(user_id))
             if len(chunk) == size:
                 yield chunk
                 chunk = []
-    else:
-        if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
-            raise TypeError(f"follower ids must be an iterable of ids, got {type(ids).__name__}")
-        for user_id in ids:
-            chunk.append(_check_user_id(user_id))
-            if len(chunk) == size:
-                yield chunk
-                chunk = []
-    if chunk:
+        if chunk:
+            yield chunk
+        return
+    if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
+        raise TypeError(f"follower ids must be an iterable of ids, got {type(ids).__name__}")
+    remaining = iter(ids)
+    while chunk := list(islice(remaining, size)):
+        if not _PLAIN_IDS.issuperset(map(type, chunk)):
+            for user_id in chunk:
+                _check_user_id(user_id)
         yield chunk
 
 
@@ -546,6 +592,10 @@ def _whole(activities: Sequence[Activity | str], operation: Operation) -> list[A
         if not isinstance(item, Activity):
             raise TypeError(f"fanout {operation!r} takes activities, got {type(item).__name__}")
     return [a for a in activities if isinstance(a, Activity)]
+
+
+_PLAIN_IDS = frozenset({int, str})
+"""Types of user ids that need no further check (a bool, or a subclass, is checked)."""
 
 
 def _check_user_id(user_id: Any) -> UserId:

@@ -21,19 +21,21 @@ from typing import Any, ClassVar, Self, cast
 
 from typing_extensions import TypeVar
 
-from ..activity import Activity, AggregatedActivity, epoch_micros
+from ..activity import Activity, AggregatedActivity, epoch_micros, format_micros
 from ..aggregators import BaseAggregator, RecentVerbAggregator
 from ..compat import reject_current_activities
 from ..exceptions import ConcurrentUpdateError
 from ..metrics import metered_read, metered_write
 from ..pages import Page, check_limit, decode_cursor, encode_cursor
-from ..serializers import AggregatedSerializer
+from ..serializers import AggregatedSerializer, entry
 from ..storage.base import (
     GroupQuery,
     GroupSnapshot,
     GroupStorage,
     GroupWrite,
     IndexEntry,
+    MergeAdd,
+    MergingGroupStorage,
     expiry_cutoff,
 )
 from ..versions import current_version, next_version
@@ -91,6 +93,7 @@ class AggregatedFeed(Feed[AggregatedT]):
     holds_copies: ClassVar[bool] = True
     page_kind: ClassVar[str] = "aggregated"
     _aggregated_serializer: ClassVar[AggregatedSerializer[Any] | None] = None
+    _merging: ClassVar[tuple[Any, MergingGroupStorage | None] | None] = None
 
     @classmethod
     def bind_item_class(cls, item_class: type[Any]) -> None:
@@ -124,6 +127,63 @@ class AggregatedFeed(Feed[AggregatedT]):
     async def flush(cls) -> None:
         await cls.get_group_storage().flush(cls.key_shape())
         await cls.get_activity_storage().flush()
+
+    @classmethod
+    def _merging_storage(cls) -> MergingGroupStorage | None:
+        """The group storage if it can merge adds itself: the default merge rules only."""
+        storage = cls.get_group_storage()
+        cached = cls.__dict__.get("_merging")
+        if cached is not None and cached[0] is storage:
+            return cast(MergingGroupStorage | None, cached[1])
+        group_class = cls.aggregated_activity_class
+        merging = (
+            storage
+            if isinstance(storage, MergingGroupStorage)
+            and cls.aggregator_class.merge is BaseAggregator.merge
+            and group_class.append is AggregatedActivity.append
+            and group_class.contains is AggregatedActivity.contains
+            and type(cls.get_aggregated_serializer()) is AggregatedSerializer
+            else None
+        )
+        cls._merging = (storage, merging)
+        return merging
+
+    @classmethod
+    def _merge_add(
+        cls,
+        activities: Sequence[Activity],
+        encoded: Mapping[str, bytes],
+        version: int,
+        trim: bool,
+    ) -> MergeAdd | None:
+        """What a merging storage needs to add ``activities`` (those older than the TTL
+        are left out, as ``_plan_add`` does); ``None`` if the compact form cannot hold one."""
+        cutoff = expiry_cutoff(cls.ttl_seconds()) or ""
+        unique = {a.activity_id: a for a in activities if a.activity_id >= cutoff}
+        aggregator = cls.get_aggregator()
+        serializer = cls.get_serializer()
+        items = []
+        for activity_id in sorted(unique):
+            activity = unique[activity_id]
+            item = entry(activity_id, encoded.get(activity_id) or serializer.dumps(activity))
+            if item is None:
+                return None
+            items.append(
+                (
+                    activity_id,
+                    format_micros(epoch_micros(activity.time)),
+                    aggregator.get_group(activity),
+                    str(activity.actor),
+                    item,
+                )
+            )
+        return MergeAdd(
+            items=items,
+            version=version,
+            window=cls.merge_max_length,
+            kept=cls.aggregated_activity_class.max_aggregated_activities_length,
+            max_length=cls.max_length if trim else None,
+        )
 
     # -- the optimistic read-plan-commit loop, for many feeds at once ------------------
     @classmethod
@@ -305,6 +365,24 @@ class AggregatedFeed(Feed[AggregatedT]):
         return plan
 
     @classmethod
+    async def _latest_encoded(
+        cls, activities: Sequence[Activity]
+    ) -> tuple[list[Activity], dict[str, bytes]]:
+        """``_latest`` with the stored encodings by id (where stored)."""
+        ids = [a.activity_id for a in activities]
+        stored = await cls.get_activity_storage().get_many(ids)
+        serializer = cls.get_serializer()
+        latest = []
+        encoded = {}
+        for activity, data in zip(activities, stored, strict=True):
+            if data is None:
+                latest.append(activity)
+            else:
+                latest.append(serializer.loads(data))
+                encoded[activity.activity_id] = data
+        return latest, encoded
+
+    @classmethod
     async def _latest(cls, activities: Sequence[Activity]) -> list[Activity]:
         """The newest stored copy of each activity (the manager stores every call's data)."""
         ids = [a.activity_id for a in activities]
@@ -321,16 +399,35 @@ class AggregatedFeed(Feed[AggregatedT]):
         user_ids: Sequence[int | str],
         activities: Sequence[Activity],
         version: int | None = None,
+        *,
+        count: bool = True,
     ) -> int:
-        """Add activities to many users' feeds, each from its newest stored copy."""
+        """Add activities to many users' feeds, each from its newest stored copy (the
+        commit tells what was new, so ``count`` changes nothing here)."""
         version = current_version() if version is None else version
 
         async def plan_factory() -> Plan:
             return cls._plan_add(await cls._latest(activities), version)
 
-        keys = [cls.feed_key(u) for u in user_ids]
+        keys = list(dict.fromkeys(cls.feed_key(u) for u in user_ids))
+        added = 0
+        merging = cls._merging_storage()
+        if merging is not None and activities:
+            latest, encoded = await cls._latest_encoded(activities)
+            add = cls._merge_add(latest, encoded, version, True)
+            if add is not None and not add.items:
+                return 0
+            replies = (
+                [None] * len(keys)
+                if add is None
+                else await merging.merge_add(keys, add, cls.tracks_markers, False)
+            )
+            added = sum(r for r in replies if isinstance(r, int))
+            keys = [k for k, r in zip(keys, replies, strict=True) if r is None]
+            if not keys:
+                return added
         results = await cls._change(keys, cls._add_query(activities), plan_factory)
-        return sum(len(r) for r in results.values())
+        return added + sum(len(r) for r in results.values())
 
     @classmethod
     async def fanout_remove(
@@ -338,8 +435,11 @@ class AggregatedFeed(Feed[AggregatedT]):
         user_ids: Sequence[int | str],
         activities: Sequence[Activity | str],
         version: int | None = None,
+        *,
+        count: bool = True,
     ) -> int:
-        """Take activities out of many users' feeds, wherever their groups are."""
+        """Take activities out of many users' feeds, wherever their groups are (``count``
+        changes nothing here)."""
         version = current_version() if version is None else version
         ids = cls.activity_ids(activities)
         keys = [cls.feed_key(u) for u in user_ids]
@@ -409,6 +509,22 @@ class AggregatedFeed(Feed[AggregatedT]):
         copies, so ``encoded`` only vouches for the size check)."""
         if not checked:
             return []
+        merging = self._merging_storage()
+        if merging is not None:
+            add = self._merge_add(checked, encoded, version, trim)
+            if add is not None and not add.items:
+                return []
+            replies = [] if add is None else await merging.merge_add(
+                [self.key], add, self.tracks_markers, True
+            )
+            reply = replies[0] if replies else None
+            if isinstance(reply, list):
+                serializer = self.get_aggregated_serializer()
+                for activity in checked:
+                    data = encoded.get(activity.activity_id)
+                    if data is not None:
+                        serializer.remember(data, activity)
+                return [serializer.loads(data) for data in reply]
         plan = self._plan_add(checked, version)
         results = await self._change(
             [self.key], self._add_query(checked), _fixed(plan), trim=trim

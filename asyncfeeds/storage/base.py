@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from ..activity import format_micros
+from ..activity import ID_TIME_DIGITS, format_micros
 from ..keys import KeyFormat
 from ..types import Counts as Counts
 from ..types import Subscription
@@ -91,22 +91,59 @@ class IndexEntry:
         return self.aggregated_id is not None
 
     def encode(self) -> str:
-        """Compact text form: ``"<version> <id length> <aggregated id><actor>"``, or
+        """Compact text form: ``"+<version> <created> <group length> <group><actor>"``
+        (version and the aggregated id's creation time in base 36), ``"<version> <id
+        length> <aggregated id><actor>"`` for an aggregated id of another shape, or
         ``"-<version>"`` for a removal."""
-        if self.aggregated_id is None:
+        aggregated_id = self.aggregated_id
+        if aggregated_id is None:
             return f"-{self.version}"
-        return f"{self.version} {len(self.aggregated_id)} {self.aggregated_id}{self.actor}"
+        created, colon, group = aggregated_id.partition(":")
+        if (
+            colon
+            and len(created) == ID_TIME_DIGITS
+            and created.isascii()
+            and created.isdigit()
+            and int(created) < EXACT_IN_LUA
+        ):
+            return (
+                f"+{base36(self.version)} {base36(int(created))} {len(group)} "
+                f"{group}{self.actor}"
+            )
+        return f"{self.version} {len(aggregated_id)} {aggregated_id}{self.actor}"
 
     @classmethod
     def decode(cls, text: str | bytes) -> IndexEntry:
-        """Read what ``encode`` wrote."""
+        """Read what ``encode`` wrote (any of its forms)."""
         if isinstance(text, bytes):
             text = text.decode()
         if text.startswith("-"):
             return cls(int(text[1:]))
+        if text.startswith("+"):
+            version, created, length, rest = text[1:].split(" ", 3)
+            size = int(length)
+            aggregated_id = f"{format_micros(int(created, 36))}:{rest[:size]}"
+            return cls(int(version, 36), aggregated_id, rest[size:])
         version, length, rest = text.split(" ", 2)
         size = int(length)
         return cls(int(version), rest[:size], rest[size:])
+
+
+EXACT_IN_LUA = 2**53
+"""Integers from here on are not exact as Lua numbers (creation times from the year 2255)."""
+
+
+def base36(number: int) -> str:
+    """A non-negative integer in base 36 (lower case), as Lua's ``tonumber(s, 36)`` reads."""
+    digits = []
+    while True:
+        number, digit = divmod(number, 36)
+        digits.append(_BASE36[digit])
+        if not number:
+            return "".join(reversed(digits))
+
+
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +282,34 @@ class TimelineStorage(Protocol):
 
     async def flush(self, key_format: KeyFormat) -> None:
         """Remove every timeline whose key has the shape of ``key_format``."""
+
+
+@dataclass(frozen=True, slots=True)
+class MergeAdd:
+    """An add a storage merges itself (the default aggregator's rules), for many feeds.
+
+    ``items``: per activity, in id order, ``(id, 18-digit time, group key, actor,
+    compact entry)``. ``window``: the newest groups an activity may join (``None``:
+    all); ``kept``: activities a group keeps; ``max_length``: ``None`` keeps all.
+    """
+
+    items: Sequence[tuple[str, str, str, str, bytes]]
+    version: int
+    window: int | None
+    kept: int
+    max_length: int | None
+
+
+@runtime_checkable
+class MergingGroupStorage(Protocol):
+    """A group storage that can merge adds in one atomic step, without a read first."""
+
+    async def merge_add(
+        self, keys: Sequence[str], add: MergeAdd, markers: bool, with_data: bool
+    ) -> list[list[bytes] | int | None]:
+        """Per feed: the new and changed groups' data (with ``with_data``) or their
+        count, or ``None`` where the feed holds a group it cannot merge (nothing
+        written: take the read-plan-commit path)."""
 
 
 @runtime_checkable

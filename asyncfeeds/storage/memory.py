@@ -188,8 +188,11 @@ class MemoryTimelineStorage:
                     ids.insert(position, activity_id)
                     self.activities.hold(activity_id)
                     new += 1
-            self._trim(timeline, max_length)
             added[key] = new
+        # every feed holds what it took before any trims: an activity one full feed drops
+        # at once keeps its data for the others of the batch
+        for key in added:
+            self._trim(_timelines[key], max_length)
         return added
 
     def _trim(self, timeline: _Timeline, length: int | None) -> None:

@@ -1,4 +1,4 @@
-"""Splitting work into statement-sized pieces: ``IN`` lists and single-partition batches."""
+"""Splitting work into statement-sized pieces: ``IN`` lists and unlogged batches."""
 
 from __future__ import annotations
 
@@ -27,10 +27,20 @@ def chunks(items: Sequence[T], size: int = IN_LIMIT) -> Iterator[Sequence[T]]:
 
 async def write_partition(client: CassandraClient, cql: str, rows: Sequence[Sequence[Any]]) -> None:
     """Run ``cql`` for each row of ONE partition, as unlogged batches of bounded size."""
+    await write_rows(client, cql, rows)
+
+
+async def write_rows(client: CassandraClient, cql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Run ``cql`` for each row as unlogged batches of bounded size, all at once.
+
+    Rows of one partition should come together: a batch then writes few partitions.
+    Each statement must be idempotent (timestamped): a batch is not atomic across
+    partitions, so a failed one is completed by running it again.
+    """
     groups: list[list[Sequence[Any]]] = [[]]
     size = 0
     for row in rows:
-        row_size = sum(len(v) for v in row if isinstance(v, bytes | str))
+        row_size = sum(_size(v) for v in row)
         if groups[-1] and (size + row_size > BATCH_BYTES or len(groups[-1]) >= BATCH_STATEMENTS):
             groups.append([])
             size = 0
@@ -44,3 +54,12 @@ async def _write(client: CassandraClient, cql: str, rows: list[Sequence[Any]]) -
         await client.execute(cql, rows[0])
     else:
         await client.execute_batch((cql, row) for row in rows)
+
+
+def _size(value: Any) -> int:
+    """Bytes a bound value adds to a batch, roughly (lists count their items)."""
+    if isinstance(value, bytes | str):
+        return len(value)
+    if isinstance(value, list | tuple):
+        return sum(_size(v) for v in value)
+    return 8

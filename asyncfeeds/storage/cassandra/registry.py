@@ -12,6 +12,7 @@ import asyncio
 import zlib
 from collections.abc import Callable, Iterable
 
+from .batches import write_rows
 from .connection import CassandraClient
 from .schema import REGISTRY_TABLE
 
@@ -36,9 +37,9 @@ async def register(
         f"INSERT INTO {client.table(REGISTRY_TABLE)} "
         f"(table_name, key_prefix, bucket, partition_key) VALUES (?, ?, ?, ?)"
     )
-    await asyncio.gather(
-        *(client.execute(insert, [table, key_prefix, _bucket(k), k]) for k in new)
-    )
+    by_bucket = sorted((_bucket(k), k) for k in new)
+    # batches spanning few bucket partitions each
+    await write_rows(client, insert, [(table, key_prefix, b, k) for b, k in by_bucket])
     if len(_known) > _MAX_KNOWN:
         _known.clear()
     _known.update((*scope, k) for k in new)

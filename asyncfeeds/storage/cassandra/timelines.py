@@ -7,6 +7,11 @@ The activity data lives once in the activities table; a page is hydrated from
 it. Trimming reads the ids down to position ``max_length`` and drops the rest
 with ONE range tombstone. It runs after the write, so among concurrent writers
 the last to read sees every row and the feed never stays above ``max_length``.
+
+A chunk of feeds (fanout) costs a few requests, not a few per feed: the inserts
+go as unlogged batches (idempotent, so a retry completes a partial one), and
+the presence read (only to count new ids; fanout skips it) and the trim read
+are multi-partition ``IN`` queries.
 """
 
 from __future__ import annotations
@@ -18,8 +23,14 @@ from ...keys import KeyFormat
 from ..base import Bounds, Entry, expiry_cutoff, within_ttl
 from . import registry
 from .activities import CassandraActivityStorage, seconds_left
-from .batches import chunks, write_partition
+from .batches import IN_LIMIT, chunks, write_rows
 from .connection import CassandraClient, get_client
+
+TRIM_ROWS = 5000
+"""Ids one trim query reads at most (feeds of a chunk share a query while they fit).
+
+Multi-partition reads here are bounded by their ``IN`` lists and limits and run
+unpaged: a paged ``IN`` query makes Cassandra read its partitions one by one."""
 
 
 class CassandraTimelineStorage:
@@ -48,88 +59,122 @@ class CassandraTimelineStorage:
         entries: Mapping[str, Sequence[Entry]],
         max_length: int | None,
         version: int,
+        *,
+        count: bool = True,
     ) -> dict[str, int]:
+        """New ids per key; with ``count=False`` nothing is read first and the ids
+        written per key come back instead (fanout needs no count)."""
         client, table = self._client()
-        keys = [key for key, items in entries.items() if items]
-        writes = asyncio.gather(
-            *(self._add_one(client, table, k, entries[k], max_length, version) for k in keys)
-        )
+        cutoff = self._cutoff()
+        plan = {
+            key: sorted({i for i, _ in items if i >= cutoff}, reverse=True)
+            for key, items in entries.items()
+            if items
+        }
         calls: list[Awaitable[object]] = [
-            registry.register(client, self.table, self.key_prefix, keys),
+            registry.register(client, self.table, self.key_prefix, list(plan)),
         ]
         data = {i: item for items in entries.values() for i, item in items if item}
         if data:
             calls.append(self.activities.add_many(data))
-        added, _ = await asyncio.gather(writes, asyncio.gather(*calls))
+        added, _ = await asyncio.gather(
+            self._add_all(client, table, plan, max_length, version, count),
+            asyncio.gather(*calls),
+        )
         counts = dict.fromkeys(entries, 0)
-        counts.update(zip(keys, added, strict=True))
+        counts.update(added)
         return counts
 
-    async def _add_one(
+    async def _add_all(
         self,
         client: CassandraClient,
         table: str,
-        key: str,
-        items: Sequence[Entry],
+        plan: Mapping[str, Sequence[str]],
         max_length: int | None,
         version: int,
-    ) -> int:
-        cutoff = self._cutoff()
-        ids = sorted({i for i, _ in items if i >= cutoff}, reverse=True)
-        present = await self._present(client, table, key, ids)
+        count: bool,
+    ) -> dict[str, int]:
+        """Read which ids are held (to count), write as batches, then trim every feed."""
+        present = await self._present_many(client, table, plan) if count else {}
         # Entries older than the newest max_length of this very call cannot survive the trim.
-        kept = ids if max_length is None else ids[:max_length]
+        kept = {key: ids if max_length is None else ids[:max_length] for key, ids in plan.items()}
         ttl = self.activities.ttl
-        await write_partition(
+        await write_rows(
             client,
             f"INSERT INTO {table} (feed_key, activity_id) VALUES (?, ?) "
             f"USING TIMESTAMP ? AND TTL ?",
-            [(key, i, version, seconds_left(i, ttl) or 0) for i in kept],
+            [
+                (key, i, version, seconds_left(i, ttl) or 0)
+                for key, ids in kept.items()
+                for i in ids
+            ],
         )
         if max_length is not None:
-            await self._trim(client, table, key, max_length)
-        return sum(1 for activity_id in ids if activity_id not in present)
+            await self._trim_many(client, table, list(plan), max_length)
+        if not count:
+            return {key: len(ids) for key, ids in kept.items()}
+        return {
+            key: sum(1 for i in ids if i not in present.get(key, ())) for key, ids in plan.items()
+        }
 
     async def remove_many(
-        self, entries: Mapping[str, Sequence[str]], version: int
+        self, entries: Mapping[str, Sequence[str]], version: int, *, count: bool = True
     ) -> dict[str, int]:
-        client, table = self._client()
-        removed = await asyncio.gather(
-            *(self._remove_one(client, table, key, ids, version) for key, ids in entries.items())
-        )
-        return dict(zip(entries, removed, strict=True))
+        """Delete every id, held or not: the tombstone keeps an older, late add out.
 
-    async def _remove_one(
-        self, client: CassandraClient, table: str, key: str, ids: Sequence[str], version: int
-    ) -> int:
-        """Delete every id, held or not: the tombstone keeps an older, late add out."""
-        unique = list(dict.fromkeys(ids))
-        present = await self._present(client, table, key, unique)
-        delete = f"DELETE FROM {table} USING TIMESTAMP ? WHERE feed_key = ? AND activity_id IN ?"
-        await asyncio.gather(
-            *(client.execute(delete, [version, key, list(c)]) for c in chunks(unique))
+        Removed ids per key; with ``count=False`` nothing is read first and the ids
+        deleted per key come back instead.
+        """
+        client, table = self._client()
+        plan = {key: list(dict.fromkeys(ids)) for key, ids in entries.items()}
+        present = await self._present_many(client, table, plan) if count else {}
+        await write_rows(
+            client,
+            f"DELETE FROM {table} USING TIMESTAMP ? WHERE feed_key = ? AND activity_id IN ?",
+            [(version, key, list(c)) for key, ids in plan.items() for c in chunks(ids)],
         )
-        return len(present)
+        if not count:
+            return {key: len(plan[key]) for key in entries}
+        return {key: len(present.get(key, ())) for key in entries}
 
     async def trim(self, key: str, length: int) -> None:
         client, table = self._client()
-        await self._trim(client, table, key, length)
+        await self._trim_many(client, table, [key], length)
 
-    async def _trim(self, client: CassandraClient, table: str, key: str, length: int) -> None:
-        if length == 0:
-            await client.execute(f"DELETE FROM {table} WHERE feed_key = ?", [key])
+    async def _trim_many(
+        self, client: CassandraClient, table: str, keys: Sequence[str], length: int
+    ) -> None:
+        """Cut each feed to its newest ``length`` ids: one read per chunk of feeds, and
+        ONE range tombstone per feed that is longer."""
+        if not keys:
             return
-        newest = await client.execute(
-            f"SELECT activity_id FROM {table} WHERE feed_key = ? LIMIT ?",
-            [key, length + 1],
-            page_size=length + 1,
+        if length == 0:
+            await write_rows(client, f"DELETE FROM {table} WHERE feed_key = ?", [[k] for k in keys])
+            return
+        select = (
+            f"SELECT feed_key, activity_id FROM {table} WHERE feed_key IN ? PER PARTITION LIMIT ?"
         )
-        ids = [row["activity_id"] for row in newest]
-        if len(ids) > length:
-            await client.execute(
-                f"DELETE FROM {table} WHERE feed_key = ? AND activity_id < ?",
-                [key, ids[length - 1]],
+        per_query = min(max(1, TRIM_ROWS // (length + 1)), IN_LIMIT)
+        queries = -(-len(keys) // per_query)
+        results = await asyncio.gather(
+            *(
+                client.execute(select, [list(c), length + 1])
+                for c in chunks(keys, -(-len(keys) // queries))
             )
+        )
+        held: dict[str, int] = {}
+        oldest_kept: dict[str, str] = {}
+        for result in results:
+            for row in result:  # up to length + 1 rows a feed: tuples, the fastest access
+                key, activity_id = row.as_tuple()
+                held[key] = position = held.get(key, 0) + 1
+                if position == length:
+                    oldest_kept[key] = activity_id
+        await write_rows(
+            client,
+            f"DELETE FROM {table} WHERE feed_key = ? AND activity_id < ?",
+            [(key, oldest_kept[key]) for key, n in held.items() if n > length],
+        )
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         client, table = self._client()
@@ -206,15 +251,37 @@ class CassandraTimelineStorage:
         )
         return int(newer.first()["count"]) if present else None
 
-    @staticmethod
     async def _present(
-        client: CassandraClient, table: str, key: str, ids: Sequence[str]
+        self, client: CassandraClient, table: str, key: str, ids: Sequence[str]
     ) -> set[str]:
-        select = f"SELECT activity_id FROM {table} WHERE feed_key = ? AND activity_id IN ?"
-        results = await asyncio.gather(
-            *(client.execute(select, [key, list(c)]) for c in chunks(ids))
+        return (await self._present_many(client, table, {key: ids})).get(key, set())
+
+    @staticmethod
+    async def _present_many(
+        client: CassandraClient, table: str, plan: Mapping[str, Sequence[str]]
+    ) -> dict[str, set[str]]:
+        """The ids of ``plan`` each feed holds: feeds asking the same ids share queries."""
+        by_ids: dict[tuple[str, ...], list[str]] = {}
+        for key, ids in plan.items():
+            if ids:
+                by_ids.setdefault(tuple(ids), []).append(key)
+        select = (
+            f"SELECT feed_key, activity_id FROM {table} "
+            f"WHERE feed_key IN ? AND activity_id IN ?"
         )
-        return {row["activity_id"] for result in results for row in result}
+        results = await asyncio.gather(
+            *(
+                client.execute(select, [list(k), list(i)])
+                for ids, keys in by_ids.items()
+                for i in chunks(ids)
+                for k in chunks(keys, max(1, IN_LIMIT // len(i)))
+            )
+        )
+        present: dict[str, set[str]] = {}
+        for result in results:
+            for row in result:
+                present.setdefault(row["feed_key"], set()).add(row["activity_id"])
+        return present
 
 
 def _clustering_range(bounds: Bounds) -> tuple[str, list[object]]:

@@ -3,6 +3,9 @@
 ``RedisServer`` is what the storages talk to: it resolves the running loop's
 client, sends many commands as one pipeline (one round trip per node), runs Lua
 scripts by SHA and turns connection failures into ``StorageUnavailableError``.
+A single server's client sends every script ahead of the commands of the first
+pipeline it runs (the same round trip), so no call meets ``NOSCRIPT`` unless the
+server lost its scripts since (a restart; then they are loaded on use).
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.backoff import ExponentialBackoff
-from redis.commands.core import AsyncScript
 from redis.exceptions import (
     ClusterDownError,
     NoScriptError,
@@ -34,7 +36,7 @@ from ...exceptions import StorageUnavailableError
 from ...redis_urls import CLUSTER_SCHEMES, RedisTarget, parse_redis_url
 from .calls import Command as Command
 from .calls import script_call
-from .scripts import Lua
+from .scripts import REGISTRY, Lua
 
 __all__ = ["RedisServer", "create_client", "get_server"]
 
@@ -45,7 +47,8 @@ CONNECT_TIMEOUT = 2.0
 SOCKET_TIMEOUT = 5.0
 """Seconds to wait for a reply; a hung server raises instead of blocking forever."""
 
-_scripts: weakref.WeakKeyDictionary[Any, dict[str, AsyncScript]] = weakref.WeakKeyDictionary()
+_primed: weakref.WeakSet[Any] = weakref.WeakSet()
+"""Clients whose server was sent every script (in the first pipeline the client ran)."""
 
 
 def is_cluster_url(url: str) -> bool:
@@ -173,11 +176,11 @@ class RedisServer:
 
     def client(self) -> Client:
         """The running loop's client, created on first use."""
-        url, options = redis_url(self.name), redis_options(self.name)
-        client: Client = cached_client(
-            "redis", self.name, lambda: create_client(url, options), close_client
-        )
+        client: Client = cached_client("redis", self.name, self._create, close_client)
         return client
+
+    def _create(self) -> Client:
+        return create_client(redis_url(self.name), redis_options(self.name))
 
     def pubsub(self) -> tuple[PubSub, Redis | None]:
         """A pub/sub handle and the client to close with it (``None``: the shared client's).
@@ -224,19 +227,9 @@ class RedisServer:
                 ) from exc
             raise
 
-    def script(self, lua: Lua) -> AsyncScript:
-        """The client's registered ``Script`` for ``lua`` (its SHA is computed once)."""
-        client = self.client()
-        registry = _scripts.setdefault(client, {})
-        script = registry.get(lua.name)
-        if script is None:
-            # redis-py annotates register_script's self as Redis; RedisCluster has it too.
-            script = registry[lua.name] = client.register_script(lua.source)  # type: ignore[misc]
-        return script
-
     def evalsha(self, lua: Lua, keys: Sequence[str], args: Sequence[Any]) -> Command:
         """The ``EVALSHA`` command running ``lua`` on ``keys`` (all of one hash tag)."""
-        return ("EVALSHA", self.script(lua).sha, len(keys), *keys, *args)
+        return ("EVALSHA", lua.sha, len(keys), *keys, *args)
 
     async def call(self, *args: Any) -> Any:
         """Send one command and return its reply."""
@@ -253,7 +246,7 @@ class RedisServer:
             return []
         client = self.client()
         with self.errors():
-            results = await _pipeline(client, commands)
+            results = await self._run_priming(client, commands)
             missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
             if missing:
                 await self._load_scripts(client, {commands[i][1] for i in missing})
@@ -264,6 +257,20 @@ class RedisServer:
                 if isinstance(result, Exception):
                     raise result
         return results
+
+    async def _run_priming(self, client: Client, commands: Sequence[Command]) -> list[Any]:
+        """``_pipeline``, led by a SCRIPT LOAD of every script on a client's first run (a
+        single server: a cluster pipeline cannot route them; it loads scripts on use)."""
+        if client in _primed or isinstance(client, RedisCluster):
+            return await _pipeline(client, commands)
+        loads = [("SCRIPT", "LOAD", lua.source) for lua in REGISTRY.values()]
+        _primed.add(client)
+        try:
+            results = await _pipeline(client, [*loads, *commands])
+        except BaseException:
+            _primed.discard(client)
+            raise
+        return results[len(loads) :]  # a refused load leaves that script to load on use
 
     async def scan(self, pattern: str) -> list[str]:
         """Every key matching a glob ``pattern``, from every node of a cluster."""
@@ -277,10 +284,9 @@ class RedisServer:
             await self.run([("DEL", key) for key in keys[start : start + batch]])
 
     async def _load_scripts(self, client: Client, shas: set[Any]) -> None:
-        # a copy: other tasks may register scripts while this one awaits a load
-        for script in list(_scripts.get(client, {}).values()):
-            if script.sha in shas:
-                await client.script_load(script.script)
+        """Load scripts the server lost since the connection loaded them (SCRIPT FLUSH)."""
+        for sha in shas:
+            await client.script_load(REGISTRY[sha].source)
 
 
 async def _pipeline(client: Client, commands: Sequence[Command]) -> list[Any]:

@@ -75,18 +75,36 @@ class RedisTimelineStorage:
     ) -> dict[str, int]:
         """Add ids to many timelines and trim them, in one round trip with any activity data.
 
-        Feeds sharing the same ids go to one script call on a single server (a
-        fanout chunk of 100 feeds is one command); on a cluster, one call per feed.
+        Feeds sharing the same ids go to one script call on a single server, named
+        in one argument (a fanout chunk of 100 feeds is one short command); on a
+        cluster, one call per feed with its keys.
         """
-        items = {i: data for rows in entries.values() for i, data in rows if data}
+        items: dict[str, bytes] = {}
+        ids_of: dict[str, list[str]] = {}
+        last: Sequence[Entry] | None = None
+        ids: list[str] = []
+        for feed_key, rows in entries.items():
+            if rows is not last:  # a fanout gives every feed the same rows
+                last, ids = rows, [i for i, _ in rows]
+                items.update((i, data) for i, data in rows if data)
+            ids_of[feed_key] = ids
         commands: list[Command] = self.activities.add_commands(items) if items else []
         trim = -1 if max_length is None else max_length
-        by_ids = self._by_ids({k: [i for i, _ in rows] for k, rows in entries.items()})
+        by_ids = self._by_ids(ids_of)
         first = len(commands)
         args = [trim, version, self._cutoff(), *self._refs()]
-        for ids, feed_keys in by_ids:
-            keys = [key for feed_key in feed_keys for key in timeline_keys(feed_key)]
-            commands.append(self.server.evalsha(ADD_TO_TIMELINES, keys, [*args, *ids]))
+        single = not self.server.is_cluster
+        for unique, feed_keys in by_ids:
+            if single:
+                joined = "}".join(feed_keys)
+                if joined.count("}") != len(feed_keys) - 1:
+                    raise ValueError(f"a feed key holds a brace: {feed_keys!r}")
+                commands.append(
+                    self.server.evalsha(ADD_TO_TIMELINES, [], [*args, joined, *unique])
+                )
+            else:
+                keys = [key for feed_key in feed_keys for key in timeline_keys(feed_key)]
+                commands.append(self.server.evalsha(ADD_TO_TIMELINES, keys, [*args, "", *unique]))
         return self._counts(entries, by_ids, (await self.server.run(commands))[first:])
 
     async def remove_many(
@@ -112,15 +130,20 @@ class RedisTimelineStorage:
         groups: dict[tuple[str, ...], list[str]] = {}
         single = not self.server.is_cluster
         result: list[tuple[tuple[str, ...], list[str]]] = []
+        last: Sequence[str] | None = None
+        unique: tuple[str, ...] = ()
+        group: list[str] = []
         for feed_key, ids in entries.items():
-            unique = tuple(dict.fromkeys(ids))
+            if ids is not last:  # a fanout gives every feed the same ids
+                last, unique = ids, tuple(dict.fromkeys(ids))
+                group = groups.setdefault(unique, []) if single else group
             if not unique:
                 continue
             if single:
-                groups.setdefault(unique, []).append(feed_key)
+                group.append(feed_key)
             else:
                 result.append((unique, [feed_key]))
-        return result + list(groups.items())
+        return result + [(ids, keys) for ids, keys in groups.items() if keys]
 
     @staticmethod
     def _counts(
