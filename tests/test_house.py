@@ -196,6 +196,6 @@ def test_one_module_attr_loader() -> None:
 def test_the_activity_shard_count_is_set_once() -> None:
     from asyncfeeds.storage.redis import keys, scripts
 
-    assert keys.ACTIVITY_SHARDS == 16
-    assert "% 16" not in scripts.ACTIVITY_HASHES and "% shards" in scripts.ACTIVITY_HASHES
+    assert keys.ACTIVITY_SHARDS == 8
+    assert "% 8" not in scripts.ACTIVITY_HASHES and "% shards" in scripts.ACTIVITY_HASHES
     assert "local tag, shards = ARGV[1], tonumber(ARGV[2])" in scripts.READ_PAGE.source

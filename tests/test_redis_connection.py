@@ -9,6 +9,7 @@ import uuid
 import pytest
 from helpers import REDIS_URL, Backend, Like, backends, make_activity
 from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import ResponseError
 
 import asyncfeeds
 from asyncfeeds import (
@@ -127,3 +128,59 @@ async def test_a_writer_that_read_before_a_delete_cannot_commit_after_it(backend
     write = GroupWrite(feed.key, stale.version, upserts=[], removals=[], max_length=0)
     assert await storage.commit_many([write], True) == [False]
     assert await feed.count() == 1
+
+
+def test_small_commands_are_packed_as_redis_py_packs_them():
+    from redis.asyncio.connection import Connection
+
+    from asyncfeeds.storage.redis.calls import SMALL_COMMAND, _pack
+
+    command = ("EVALSHA", "ab12", 1, "{feed:1}:tl", "{activity:", 16, "ZREVRANGE", 0, -1,
+               b"\x00\xff", "ü")
+    assert _pack(command) == b"".join(Connection().pack_command(*command))
+    assert _pack(("ZADD", "k", 1.5, "m")) is None  # other types: redis-py packs them
+    assert _pack(("SET", "k", b"x" * (SMALL_COMMAND + 1))) is None
+
+
+@pytest.mark.parametrize("backend", backends("redis"), indirect=True)
+async def test_concurrent_lone_script_calls_each_get_their_own_reply(backend):
+    server = get_server("default")
+    probe = Lua(
+        f"probe-{uuid.uuid4().hex}",
+        "if ARGV[1] == 'fail' then return redis.error_reply('failed ' .. KEYS[1]) end "
+        "return redis.call('INCR', KEYS[1])",
+    )
+    keys = [f"{{t{backend.run_id}:batch:{n}}}:n" for n in range(40)]
+    try:
+        # a script new to the server: the calls that meet NOSCRIPT are loaded and resent
+        first = await asyncio.gather(*(server.run([server.evalsha(probe, [k], [])]) for k in keys))
+        assert first == [[1]] * len(keys)
+        outcomes = await asyncio.gather(
+            *(
+                server.run([server.evalsha(probe, [key], ["fail" if n % 3 == 0 else "ok"])])
+                for n, key in enumerate(keys)
+            ),
+            return_exceptions=True,
+        )
+        for n, (key, outcome) in enumerate(zip(keys, outcomes, strict=True)):
+            if n % 3 == 0:
+                assert isinstance(outcome, ResponseError) and f"failed {key}" in str(outcome)
+            else:
+                assert outcome == [2]
+        values = await server.run([("GET", key) for key in keys])
+        assert values == [b"1" if n % 3 == 0 else b"2" for n in range(len(keys))]
+    finally:
+        await server.delete(keys)
+
+
+@pytest.mark.parametrize("backend", backends("redis"), indirect=True)
+async def test_a_pooled_connection_the_server_closed_is_replaced_before_a_read(backend):
+    feed = backend.feed()(1)
+    await feed.add(make_activity(1))
+    assert len(await feed[:5]) == 1
+    client = get_server("default").client()
+    # the pool hands out its last returned connection first: the one the read used
+    own = await client.execute_command("CLIENT", "ID")
+    await client.execute_command("CLIENT", "KILL", "ID", own, "SKIPME", "no")  # server closes it
+    await asyncio.sleep(0.05)
+    assert [a.activity_id for a in await feed[:5]] == [make_activity(1).activity_id]

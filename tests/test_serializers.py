@@ -162,6 +162,55 @@ def test_corrupt_aggregated_data_is_a_serialization_error(raw):
         aggregated_serializer().loads(raw)
 
 
+@pytest.mark.parametrize("activity_class", [Activity, PinActivity])
+def test_rows_decode_in_one_parse_as_each_would(activity_class):
+    serializer = ActivitySerializer(activity_class)
+    fields = {"board_id": 3} if activity_class is PinActivity else {}
+    activities = [activity_class(actor=i, verb=Pin, object=i + 1, extra_context={"n": i},
+                                 time=datetime(2024, 1, 1, 0, i, tzinfo=UTC), **fields)
+                  for i in range(5)]
+    rows = [(a.activity_id, serializer.dumps(a)) for a in activities]
+    loaded = serializer.loads_rows(rows)
+    assert [full_dump(a) for a in loaded] == [full_dump(a) for a in activities]
+    if activity_class is Activity:  # built without validation, as model_construct would
+        assert all(a.model_fields_set == set(Activity.model_fields) for a in loaded)
+    assert [a.model_dump_json() for a in loaded] == [a.model_dump_json() for a in activities]
+    assert serializer.loads_rows([]) == []
+
+
+@pytest.mark.parametrize("bad", [b"not json", b"1, 2", b"[5, [1], 2, null, 1700000000000000, {}]"])
+def test_one_corrupt_row_fails_the_rows_with_a_serialization_error(bad):
+    good = ActivitySerializer().dumps(make_activity(1))
+    with pytest.raises(SerializationError, match=r"cannot decode|not valid JSON"):
+        ActivitySerializer().loads_rows([("a", good), ("b", bad)])
+
+
+def test_stored_activity_sets_every_field_as_validation_does():
+    from asyncfeeds.activity import stored_activity
+
+    activity = make_activity(1)
+    built = stored_activity({"actor": activity.actor, "verb": activity.verb,
+                             "object": activity.object, "target": activity.target,
+                             "time": activity.time, "extra_context": activity.extra_context})
+    assert built.model_fields_set == set(Activity.model_fields)  # as model_construct set it
+    assert full_dump(built) == full_dump(activity) and built == activity
+
+
+class NoteActivity(Activity):
+    """A subclass without fields of its own."""
+
+
+def test_activity_without_subclass_fields_is_six_fields_and_older_seven_still_load():
+    activity = make_activity(1)
+    data = ActivitySerializer().dumps(activity)
+    assert len(json.loads(data)) == 6
+    older = data[:-1] + b",null]"
+    for serializer in (ActivitySerializer(), ActivitySerializer(NoteActivity)):
+        assert full_dump(serializer.loads(data))["id"] == activity.activity_id
+        assert serializer.loads(older) == activity
+    assert type(ActivitySerializer(NoteActivity).loads(data)) is NoteActivity
+
+
 def test_a_group_whose_activity_holds_the_separator_keeps_the_json_form():
     group = AggregatedActivity(group="g")
     group.append(make_activity(1))

@@ -559,17 +559,15 @@ class Feed(FeedNames, Generic[ItemT]):
     async def hydrate(self, rows: Sequence[tuple[str, bytes | None]]) -> list[ItemT]:
         """Decode rows, loading the data of id-only rows from the activity storage in one call."""
         missing = [activity_id for activity_id, data in rows if data is None]
-        loaded: dict[str, bytes | None] = {}
         if missing:
             found = await self.get_activity_storage().get_many(missing)
             loaded = dict(zip(missing, found, strict=True))
-        serializer = self.get_serializer()
-        activities: list[ItemT] = []
-        for activity_id, data in rows:
-            payload = data if data is not None else loaded.get(activity_id)
-            if payload is not None:
-                activities.append(serializer.loads(payload))
-        return activities
+            rows = [
+                (activity_id, data if data is not None else loaded[activity_id])
+                for activity_id, data in rows
+            ]
+        present = [(activity_id, data) for activity_id, data in rows if data is not None]
+        return self.get_serializer().loads_rows(present)
 
 
 def _item_argument(cls: type[Any]) -> type[Any] | None:

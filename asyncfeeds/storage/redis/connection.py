@@ -34,12 +34,13 @@ from redis.retry import Retry
 from ...config import cached_client, redis_options, redis_url
 from ...exceptions import StorageUnavailableError
 from ...redis_urls import CLUSTER_SCHEMES, RedisTarget, parse_redis_url
+from .calls import Command as Command
+from .calls import script_call
 from .scripts import REGISTRY, Lua
 
 __all__ = ["RedisServer", "create_client", "get_server"]
 
 Client = Redis | RedisCluster
-Command = tuple[Any, ...]
 
 CONNECT_TIMEOUT = 2.0
 """Seconds to wait for a TCP connect; with one retry an unreachable server fails in ~4 s."""
@@ -291,6 +292,8 @@ class RedisServer:
 async def _pipeline(client: Client, commands: Sequence[Command]) -> list[Any]:
     if len(commands) == 1:  # a lone command skips the pipeline's bookkeeping
         try:
+            if commands[0][0] == "EVALSHA" and type(client) is Redis and client.connection is None:
+                return [await script_call(client, commands[0])]
             return [await client.execute_command(*commands[0])]
         except NoScriptError as exc:
             return [exc]

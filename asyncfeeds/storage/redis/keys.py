@@ -17,9 +17,10 @@ GROUP_SUFFIXES = ("scores", "groups", "v", "unseen", "unread", "gx", "gr")
 ACTIVITY_BUCKET_DIGITS = 8
 """Leading digits of an activity id naming its time bucket: 10**10 µs, about 2 h 47 min."""
 
-ACTIVITY_SHARDS = 16
-"""Activity hashes per time bucket, so one bucket's writes spread over cluster nodes; the one
-place it is set (Lua gets it as an argument)."""
+ACTIVITY_SHARDS = 8
+"""Activity hashes per time bucket, so one bucket's writes spread over up to 8 cluster nodes
+(few enough that the per-key overhead stays small); the one place it is set (Lua gets it
+as an argument)."""
 
 _GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
 
