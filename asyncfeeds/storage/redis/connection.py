@@ -10,6 +10,7 @@ server lost its scripts since (a restart; then they are loaded on use).
 
 from __future__ import annotations
 
+import traceback
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -218,6 +219,13 @@ class RedisServer:
                     f"Redis Cluster {self.name!r} at {self.address} is unavailable: {exc}"
                 ) from exc
             raise
+        except AttributeError as exc:
+            if _raised_in_cluster_client(exc):
+                raise StorageUnavailableError(
+                    f"Redis Cluster {self.name!r} at {self.address} is unavailable: its node "
+                    f"table was reset by a failure during this call ({exc})"
+                ) from exc
+            raise
         except ResponseError as exc:
             if "DB index is out of range" in str(exc):  # sent by SELECT when connecting
                 raise StorageUnavailableError(
@@ -301,6 +309,15 @@ async def _pipeline(client: Client, commands: Sequence[Command]) -> list[Any]:
     for args in commands:
         pipe.execute_command(*args)
     return await pipe.execute(raise_on_error=False)
+
+
+def _raised_in_cluster_client(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from redis-py's cluster client itself: during a failover a call
+    can meet the node table another call just cleared (``None`` where a node was)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and frames[-1].filename.replace("\\", "/").endswith(
+        "redis/asyncio/cluster.py"
+    )
 
 
 def redis_options_db(name: str) -> int:
