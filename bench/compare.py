@@ -337,7 +337,7 @@ def table(sf: dict[str, Any], af: dict[str, Any]) -> str:
         if a is None or b is None or found is None:
             continue
         ratio, paired = found
-        what = "memory" if "MiB" in label or "bytes" in label else "speed"
+        what = "memory" if any(w in label for w in ("MiB", "bytes", "MEMORY")) else "speed"
         lines.append(
             f"| {label} | {fmt(a['median'])} | {fmt(b['median'])} | "
             f"{'-' if ratio is None else f'{ratio:.2f}'} | {paired} | "
