@@ -328,7 +328,7 @@ class Feed(FeedNames, Generic[ItemT]):
         version = current_version() if version is None else version
         entries = [(a.activity_id, b"") for a in activities]
         added = await cls.get_timeline_storage().add_many(
-            dict.fromkeys(cls.feed_keys(user_ids), entries), cls.max_length, version
+            dict.fromkeys(cls.feed_keys(user_ids), entries), cls.max_length, version, count=count
         )
         return sum(added.values())
 
@@ -347,7 +347,7 @@ class Feed(FeedNames, Generic[ItemT]):
         version = current_version() if version is None else version
         ids = cls.activity_ids(activities)
         removed = await cls.get_timeline_storage().remove_many(
-            dict.fromkeys(cls.feed_keys(user_ids), ids), version
+            dict.fromkeys(cls.feed_keys(user_ids), ids), version, count=count
         )
         return sum(removed.values())
 

@@ -8,11 +8,9 @@ creates the keyspace and tables.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..activity import Activity
 from ..storage.base import ActivityStorage, GroupStorage, PulledStorage, TimelineStorage
 from ..storage.cassandra import (
     CassandraActivityStorage,
@@ -24,7 +22,6 @@ from ..storage.cassandra import (
 )
 from ..storage.cassandra.connection import identifier
 from ..storage.redis.notifier import RedisCountsNotifier
-from ..versions import current_version
 from .aggregated import AggregatedFeed, AggregatedT
 from .base import ActivityT, Feed
 from .notification import NotificationFeed, NotificationT
@@ -136,44 +133,6 @@ class _CassandraBinding:
 
 class CassandraFeed(_CassandraBinding, Feed[ActivityT]):
     """A flat feed in Cassandra: one partition per feed, rows of ids by activity id."""
-
-    @classmethod
-    async def fanout_add(
-        cls,
-        user_ids: Sequence[int | str],
-        activities: Sequence[Activity],
-        version: int | None = None,
-        *,
-        count: bool = True,
-    ) -> int:
-        """``Feed.fanout_add``; with ``count=False`` it writes without reading first."""
-        if count:
-            return await super().fanout_add(user_ids, activities, version)
-        version = current_version() if version is None else version
-        entries = [(a.activity_id, b"") for a in activities]
-        written = await cls._flat_timelines().add_many(
-            {cls.feed_key(u): entries for u in user_ids}, cls.max_length, version, count=False
-        )
-        return sum(written.values())
-
-    @classmethod
-    async def fanout_remove(
-        cls,
-        user_ids: Sequence[int | str],
-        activities: Sequence[Activity | str],
-        version: int | None = None,
-        *,
-        count: bool = True,
-    ) -> int:
-        """``Feed.fanout_remove``; with ``count=False`` it deletes without reading first."""
-        if count:
-            return await super().fanout_remove(user_ids, activities, version)
-        version = current_version() if version is None else version
-        ids = cls.activity_ids(activities)
-        deleted = await cls._flat_timelines().remove_many(
-            {cls.feed_key(u): ids for u in user_ids}, version, count=False
-        )
-        return sum(deleted.values())
 
 
 class CassandraAggregatedFeed(_CassandraBinding, AggregatedFeed[AggregatedT]):

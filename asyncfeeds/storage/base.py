@@ -227,18 +227,23 @@ class TimelineStorage(Protocol):
         entries: Mapping[str, Sequence[Entry]],
         max_length: int | None,
         version: int,
+        *,
+        count: bool = True,
     ) -> dict[str, int]:
         """Add ids to many timelines and trim each to ``max_length``; new ids per key.
 
         Entries with data store it in the bound activity storage first (in the same
         round trip where the backend can), so no timeline holds a dangling id;
-        fanout passes empty data (the manager stored it once).
+        fanout passes empty data (the manager stored it once). With ``count=False`` a
+        backend that would have to read first to count (Cassandra) does not, and returns
+        the ids it wrote per key instead.
         """
 
     async def remove_many(
-        self, entries: Mapping[str, Sequence[str]], version: int
+        self, entries: Mapping[str, Sequence[str]], version: int, *, count: bool = True
     ) -> dict[str, int]:
-        """Remove ids from many timelines; removed ids per key."""
+        """Remove ids from many timelines; removed ids per key (with ``count=False``, as
+        ``add_many``: the ids deleted, where counting would need a read)."""
 
     async def get_slice(
         self,

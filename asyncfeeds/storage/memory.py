@@ -168,6 +168,8 @@ class MemoryTimelineStorage:
         entries: Mapping[str, Sequence[Entry]],
         max_length: int | None,
         version: int,
+        *,
+        count: bool = True,
     ) -> dict[str, int]:
         items = {i: data for rows in entries.values() for i, data in rows if data}
         if items:
@@ -206,12 +208,12 @@ class MemoryTimelineStorage:
             del timeline.ids[:excess]
 
     async def remove_many(
-        self, entries: Mapping[str, Sequence[str]], version: int
+        self, entries: Mapping[str, Sequence[str]], version: int, *, count: bool = True
     ) -> dict[str, int]:
         removed: dict[str, int] = {}
         for key, ids in entries.items():
             timeline = _timelines.setdefault(key, _Timeline())
-            count = 0
+            gone = 0
             for activity_id in dict.fromkeys(ids):
                 if not timeline.applies(activity_id, version):
                     continue
@@ -220,8 +222,8 @@ class MemoryTimelineStorage:
                 if position < len(timeline.ids) and timeline.ids[position] == activity_id:
                     del timeline.ids[position]
                     self.activities.release(activity_id)
-                    count += 1
-            removed[key] = count
+                    gone += 1
+            removed[key] = gone
         return removed
 
     def _ids(self, key: str) -> list[str]:

@@ -72,6 +72,8 @@ class RedisTimelineStorage:
         entries: Mapping[str, Sequence[Entry]],
         max_length: int | None,
         version: int,
+        *,
+        count: bool = True,
     ) -> dict[str, int]:
         """Add ids to many timelines and trim them, in one round trip with any activity data.
 
@@ -108,7 +110,7 @@ class RedisTimelineStorage:
         return self._counts(entries, by_ids, (await self.server.run(commands))[first:])
 
     async def remove_many(
-        self, entries: Mapping[str, Sequence[str]], version: int
+        self, entries: Mapping[str, Sequence[str]], version: int, *, count: bool = True
     ) -> dict[str, int]:
         """Remove ids from many timelines, remembering the removals, in one round trip."""
         by_ids = self._by_ids(entries)
